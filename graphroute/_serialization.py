@@ -1,0 +1,99 @@
+"""The saved-router folder: config.json (+ versions), model.safetensors, graph.pt (plain tensors), vocab.json,
+scalers.json, arrays.safetensors. Nothing pickles a Python object, so loading runs no foreign code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+import torch
+
+from graphroute.config import RouterConfig
+from graphroute.costs import CostScaler
+from graphroute.errors import CorruptRouterError
+from graphroute.schema import LLMProfile
+
+if TYPE_CHECKING:
+    from graphroute.router import Router
+
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+FILES = ("config.json", "model.safetensors", "graph.pt", "vocab.json", "scalers.json", "arrays.safetensors")
+R = TypeVar("R", bound="Router")
+
+
+def _versions() -> dict[str, str]:
+    import torch_geometric
+
+    from graphroute import __version__
+
+    return {"graphroute": __version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__}
+
+
+def save_router(router: Router, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT_VERSION, "versions": _versions(), "encoder": router.encoder_.name,
+            "config": router.config.model_dump(), "model_shape": router.model_shape_}
+    (path / "config.json").write_text(json.dumps(meta, indent=2))
+    save_file({k: v.contiguous() for k, v in router.model_.state_dict().items()}, str(path / "model.safetensors"))
+    torch.save(router.graph_.to_dict(), path / "graph.pt")
+    vocab = {"llms": [m.model_dump() for m in router.llms_], "tasks": router.task_names_, "users": router.user_ids_,
+             "enabled": router.enabled_.tolist()}
+    (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
+    scalers = {"cost": router.cost_scaler_.to_dict(), "log_cost": list(router.log_cost_stats_)}
+    (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
+    arrays = {name: torch.as_tensor(np.ascontiguousarray(getattr(router, name)))
+              for name in ("task_centroids_", "ref_emb_", "user_x_", "llm_x_", "task_x_")}
+    save_file(arrays, str(path / "arrays.safetensors"))
+
+
+def load_router(cls: type[R], path: Path) -> R:
+    """Rebuild from config.json, then load weights and state; any unreadable part is a CorruptRouterError."""
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise CorruptRouterError(f"{path}: not a saved router (missing {', '.join(missing)})")
+    try:
+        return _load(cls, path)
+    except CorruptRouterError:
+        raise
+    except Exception as exc:
+        raise CorruptRouterError(f"{path}: cannot load saved router: {type(exc).__name__}: {exc}") from exc
+
+
+def _load(cls: type[R], path: Path) -> R:
+    from safetensors.torch import load_file
+    from torch_geometric.data import HeteroData
+
+    from graphroute.encoders import make_encoder
+    from graphroute.nn.model import RouterGNN
+
+    meta = json.loads((path / "config.json").read_text())
+    if meta.get("format", 0) > FORMAT_VERSION:
+        warnings.warn(f"{path} was written by a newer graphroute ({meta.get('versions')})", stacklevel=3)
+    router = cls(RouterConfig.model_validate(meta["config"]))
+    router.encoder_ = make_encoder(router.config.encoder)
+    if router.encoder_.name != meta["encoder"]:
+        raise CorruptRouterError(f"{path}: saved with encoder {meta['encoder']!r}, config gives {router.encoder_.name!r}")
+    vocab = json.loads((path / "vocab.json").read_text())
+    router.llms_ = [LLMProfile.model_validate(m) for m in vocab["llms"]]
+    router.llm_names_ = [m.name for m in router.llms_]
+    router.task_names_, router.user_ids_ = vocab["tasks"], vocab["users"]
+    router.enabled_ = np.array(vocab["enabled"], dtype=bool)
+    scalers = json.loads((path / "scalers.json").read_text())
+    router.cost_scaler_ = CostScaler.from_dict(scalers["cost"])
+    router.log_cost_stats_ = (float(scalers["log_cost"][0]), float(scalers["log_cost"][1]))
+    for name, tensor in load_file(str(path / "arrays.safetensors")).items():
+        setattr(router, name, tensor.numpy())
+    router.graph_ = HeteroData.from_dict(torch.load(path / "graph.pt", weights_only=True))
+    shape = meta["model_shape"]
+    router.model_ = RouterGNN(shape["in_channels"], {tuple(k.split("|")): v for k, v in shape["edge_dims"].items()},
+                              **shape["kwargs"])
+    router.model_.load_state_dict(load_file(str(path / "model.safetensors")))
+    router.model_.eval()
+    return router

@@ -1,0 +1,217 @@
+"""What every router shares: reading the log into tables, the catalog, cost scaling, task inference, routing.
+
+GraphRoute's GNN and every baseline subclass ``BaseRouter`` and implement only ``_fit`` and ``_predict``, so
+they are compared through exactly the same data preparation and the same policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import pandas as pd
+
+from graphroute import policy
+from graphroute import schema as s
+from graphroute.config import RouterConfig
+from graphroute.costs import CostScaler, catalog_costs, fill_costs
+from graphroute.data.io import catalog_from_records, validate_interactions
+from graphroute.data.split import split_by_query
+from graphroute.encoders import TextEncoder, make_encoder
+from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMError
+from graphroute.schema import LLMProfile, Recommendation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class QueryBatch:
+    """Queries ready for prediction. Shapes: emb (N, D), tokens (N,), base_cost (N, L)."""
+
+    texts: list[str]
+    tasks: list[str]
+    user_ids: list[str]
+    emb: np.ndarray
+    tokens: np.ndarray
+    base_cost: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class LogTables:
+    """A validated log as one row per query plus one row per outcome (indices into the query rows)."""
+
+    queries: QueryBatch
+    query_ids: list[str]
+    frame: pd.DataFrame  # the outcome rows, with columns q (query row) and l (LLM index)
+
+    def concat(self, other: LogTables) -> LogTables:
+        """Both tables as one (the query sets must be disjoint, as after a split by query)."""
+        a, b = self.queries, other.queries
+        queries = QueryBatch(a.texts + b.texts, a.tasks + b.tasks, a.user_ids + b.user_ids,
+                             np.concatenate([a.emb, b.emb]), np.concatenate([a.tokens, b.tokens]),
+                             np.concatenate([a.base_cost, b.base_cost]))
+        frame = pd.concat([self.frame, other.frame.assign(q=other.frame["q"] + len(self.query_ids))])
+        return LogTables(queries, self.query_ids + other.query_ids, frame.reset_index(drop=True))
+
+    def outcome_matrix(self, n_llms: int, column: str = s.EFFECT) -> np.ndarray:
+        """Mean observed value per (query, LLM); NaN where unobserved. Shapes: → (N, L)."""
+        out = np.full((len(self.query_ids), n_llms), np.nan)
+        grouped = self.frame.groupby(["q", "l"])[column].mean()
+        q, l_ = zip(*grouped.index, strict=True) if len(grouped) else ((), ())
+        out[np.array(q, dtype=int), np.array(l_, dtype=int)] = grouped.to_numpy()
+        return out
+
+
+class BaseRouter:
+    """Shared fit/predict/route plumbing; subclasses learn effect (and optionally cost) per (query, LLM)."""
+
+    def __init__(self, config: RouterConfig | None = None, *, encoder: TextEncoder | None = None) -> None:
+        self.config = config or RouterConfig()
+        self.encoder = encoder
+
+    # ----- fitting -----
+    def fit(self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]) -> Self:
+        """Learn from a log; a validation split is carved from it (by query) for selection and stopping."""
+        catalog = [m if isinstance(m, LLMProfile) else LLMProfile.model_validate(m) for m in llms]
+        catalog = catalog_from_records([m.model_dump() for m in catalog], source="llms")
+        self.encoder_ = self.encoder or make_encoder(self.config.encoder)
+        frame = fill_costs(validate_interactions(logs, catalog, source="logs"), catalog, self.encoder_)
+        self.llms_ = list(catalog)
+        self.llm_names_ = [m.name for m in catalog]
+        self.enabled_ = np.ones(len(catalog), dtype=bool)
+        self.cost_scaler_ = CostScaler.fit(frame)
+        splits = split_by_query(frame, val=self.config.train.val_fraction, seed=self.config.train.seed)
+        if splits.train.empty or splits.val.empty:
+            raise DataValidationError("logs: too few distinct queries to carve a validation split")
+        train, val = self.tables(splits.train), self.tables(splits.val)
+        self._fit_tasks(train)
+        self.user_ids_ = sorted(frame[s.USER_ID].unique().tolist())
+        self._fit(train, val)
+        return self
+
+    def _fit_tasks(self, train: LogTables) -> None:
+        self.task_names_ = sorted(set(train.queries.tasks))
+        index = {t: i for i, t in enumerate(self.task_names_)}
+        centroids = np.zeros((len(self.task_names_), train.queries.emb.shape[1]), dtype=np.float32)
+        for row, task in zip(train.queries.emb, train.queries.tasks, strict=True):
+            centroids[index[task]] += row
+        self.task_centroids_ = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+
+    def tables(self, frame: pd.DataFrame) -> LogTables:
+        """Query rows and outcome rows of a validated, cost-filled log."""
+        first = frame.drop_duplicates(s.QUERY_ID)
+        ids = first[s.QUERY_ID].tolist()
+        texts = first[s.QUERY].tolist()
+        tokens = first[s.TOKENS_IN].to_numpy(dtype=float)
+        batch = QueryBatch(
+            texts=texts, tasks=first[s.TASK].tolist(), user_ids=first[s.USER_ID].tolist(),
+            emb=self.encoder_.encode(texts, show_progress=len(texts) > 256), tokens=tokens,
+            base_cost=catalog_costs(tokens, self.llms_),
+        )
+        position = {q: i for i, q in enumerate(ids)}
+        llm_index = {n: i for i, n in enumerate(self.llm_names_)}
+        outcomes = frame.assign(q=frame[s.QUERY_ID].map(position), l=frame[s.LLM].map(llm_index))
+        return LogTables(batch, ids, outcomes.reset_index(drop=True))
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        raise NotImplementedError
+
+    # ----- prediction -----
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "llms_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+    def prepare(self, queries: Sequence[str], tasks: Sequence[str | None] | None = None,
+                user_ids: Sequence[str | None] | None = None) -> QueryBatch:
+        """Embed queries and resolve their tasks (nearest task centroid when absent or unknown)."""
+        self._check_fitted()
+        for i, q in enumerate(queries):
+            if not isinstance(q, str) or not q.strip():
+                raise DataValidationError(f"query {i + 1}: empty query (value {q!r})")
+        texts = list(queries)
+        emb = self.encoder_.encode(texts)
+        tokens = self.encoder_.count_tokens(texts).astype(float)
+        given = list(tasks) if tasks is not None else [None] * len(texts)
+        resolved = [self.task_names_[j] for j in self.task_index(given, emb)]
+        users = [u or s.ANONYMOUS_USER for u in (user_ids or [None] * len(texts))]
+        return QueryBatch(texts, resolved, users, emb, tokens, catalog_costs(tokens, self.llms_))
+
+    def task_index(self, tasks: Sequence[str | None], emb: np.ndarray) -> np.ndarray:
+        """Index of each task; a missing or unseen task becomes the task with the nearest centroid."""
+        index = {t: i for i, t in enumerate(self.task_names_)}
+        nearest = np.argmax(emb @ self.task_centroids_.T, axis=1)
+        return np.array([index.get(t, j) if t is not None else j for t, j in zip(tasks, nearest, strict=True)])
+
+    def predict_outcomes(self, queries: Sequence[str] | QueryBatch, tasks: Sequence[str | None] | None = None,
+                         user_ids: Sequence[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted effect in [0, 1] and cost in USD for every LLM. Shapes: → (N, L), (N, L)."""
+        batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
+        self._check_fitted()
+        return self._predict(batch)
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def predict_utility(self, queries: Sequence[str] | QueryBatch, alpha: float | None = None,
+                        tasks: Sequence[str | None] | None = None,
+                        user_ids: Sequence[str | None] | None = None) -> np.ndarray:
+        """Utility of every LLM at alpha (the config default when None). Shapes: → (N, L)."""
+        batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
+        effect, cost = self._predict(batch)
+        a = self.config.policy.alpha if alpha is None else alpha
+        return policy.utilities(effect, self.cost_scaler_.transform(cost, batch.tasks), a)
+
+    def allowed_mask(self, candidates: Sequence[str] | None = None) -> np.ndarray:
+        """Enabled LLMs, restricted to ``candidates`` when given. Shapes: → (L,)."""
+        self._check_fitted()
+        mask = self.enabled_.copy()
+        if candidates is not None:
+            index = {n: i for i, n in enumerate(self.llm_names_)}
+            unknown = [c for c in candidates if c not in index]
+            if unknown:
+                raise UnknownLLMError(f"candidates: unknown LLM(s) {unknown}; known: {self.llm_names_}")
+            keep = np.zeros_like(mask)
+            keep[[index[c] for c in candidates]] = True
+            mask &= keep
+        if not mask.any():
+            raise DataValidationError("candidates: no enabled LLM left to route to")
+        return mask
+
+    def route(self, queries: Sequence[str] | QueryBatch, alpha: float | None = None,
+              tasks: Sequence[str | None] | None = None, user_ids: Sequence[str | None] | None = None,
+              candidates: Sequence[str] | None = None) -> list[str]:
+        """The chosen LLM name per query."""
+        utility = self.predict_utility(queries, alpha, tasks, user_ids)
+        chosen = policy.choose(utility, self.allowed_mask(candidates))
+        return [self.llm_names_[i] for i in chosen]
+
+    def recommend(self, query: str, user_id: str | None = None, task: str | None = None, k: int = 3,
+                  alpha: float | None = None, candidates: Sequence[str] | None = None) -> list[Recommendation]:
+        """The k best LLMs for one query, with predicted effect, cost and utility."""
+        batch = self.prepare([query], [task], [user_id])
+        effect, cost = self._predict(batch)
+        a = self.config.policy.alpha if alpha is None else alpha
+        norm = self.cost_scaler_.transform(cost, batch.tasks)
+        utility = policy.utilities(effect, norm, a)
+        allowed = self.allowed_mask(candidates)
+        order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(k, 1)]
+        return [
+            Recommendation(self.llm_names_[j], float(effect[0, j]), float(cost[0, j]), float(norm[0, j]),
+                           float(utility[0, j]), r + 1)
+            for r, j in enumerate(order)
+        ]
+
+    def fitted_cost_ratio(self, train: LogTables) -> np.ndarray:
+        """Per-LLM median of observed cost / catalog estimate on train: a cost model for routers without one."""
+        f = train.frame
+        ratio = f[s.COST].to_numpy() / np.maximum(train.queries.base_cost[f["q"], f["l"]], 1e-12)
+        out = np.ones(len(self.llms_))
+        for j, r in pd.Series(ratio).groupby(f["l"].to_numpy()).median().items():
+            out[int(j)] = float(r)
+        return out

@@ -1,0 +1,249 @@
+"""Baseline routers on the same interface as the GNN (fit on a log, predict effect and cost per LLM).
+
+They see exactly the data preparation, validation split and policy the GNN sees, so differences in the
+benchmark come from the models alone. ``ROUTERS`` is the one registry the CLI and benchmarks use.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphroute import policy
+from graphroute import schema as s
+from graphroute.base import BaseRouter, LogTables, QueryBatch
+from graphroute.graph.builder import nearest_neighbors
+from graphroute.router import Router
+
+
+class _CatalogCost(BaseRouter):
+    """Cost = catalog estimate × the per-LLM ratio observed on train."""
+
+    def _fit_cost(self, train: LogTables) -> None:
+        self.cost_ratio_ = self.fitted_cost_ratio(train)
+
+    def _cost(self, batch: QueryBatch) -> np.ndarray:
+        return batch.base_cost * self.cost_ratio_[None, :]
+
+
+class RandomRouter(_CatalogCost):
+    """Uniformly random effects: a floor every router must clear."""
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.config.train.seed, len(batch)])
+        return rng.random((len(batch), len(self.llms_))), self._cost(batch)
+
+
+class CheapestRouter(_CatalogCost):
+    """Always the cheapest LLM (equal effects; the policy's cost tie-break decides)."""
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((len(batch), len(self.llms_))), self._cost(batch)
+
+
+class BestSingleRouter(_CatalogCost):
+    """Each LLM's mean effect on the fit log: at any alpha it picks the best single LLM (never chosen on test)."""
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+        both = train.concat(val)
+        self.mean_effect_ = _nanmean0(both.outcome_matrix(len(self.llms_)), np.nanmean(both.frame[s.EFFECT]))
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        return np.tile(self.mean_effect_, (len(batch), 1)), self._cost(batch)
+
+
+class TaskBestRouter(_CatalogCost):
+    """Each LLM's mean effect per task on train (the 'best LLM per task' rule)."""
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+        both = train.concat(val)
+        matrix = both.outcome_matrix(len(self.llms_))
+        tasks = np.array(self.task_index(both.queries.tasks, both.queries.emb))
+        overall = _nanmean0(matrix, 0.0)
+        self.table_ = np.stack([_nanmean0(matrix[tasks == t], overall) if (tasks == t).any() else overall
+                                for t in range(len(self.task_names_))])
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self.table_[self.task_index(batch.tasks, batch.emb)], self._cost(batch)
+
+
+class KNNRouter(_CatalogCost):
+    """Mean effect of the k most similar training queries per LLM; k chosen on validation.
+
+    Args (via ``same_task``): restrict neighbours to the query's task.
+    """
+
+    same_task = False
+    candidate_k = (5, 10, 20, 40, 80)
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+        self._index(train)
+        truth = val.outcome_matrix(len(self.llms_))
+        losses = {k: np.nanmean((self._knn(val.queries, k) - truth) ** 2) for k in self.candidate_k}
+        self.k_ = min(losses, key=lambda k: losses[k])
+        self._index(train.concat(val))
+
+    def _index(self, tables: LogTables) -> None:
+        self.ref_emb_ = tables.queries.emb
+        self.ref_effect_ = tables.outcome_matrix(len(self.llms_))
+        self.ref_task_ = self.task_index(tables.queries.tasks, tables.queries.emb)
+        self.prior_ = _nanmean0(self.ref_effect_, 0.0)
+
+    def _knn(self, batch: QueryBatch, k: int) -> np.ndarray:
+        if not self.same_task:
+            idx, _ = nearest_neighbors(batch.emb, self.ref_emb_, k)
+            return _nanmean0_rows(self.ref_effect_[idx], self.prior_)
+        tasks = self.task_index(batch.tasks, batch.emb)
+        out = np.tile(self.prior_, (len(batch), 1))
+        for t in np.unique(tasks):
+            rows, pool = np.flatnonzero(tasks == t), np.flatnonzero(self.ref_task_ == t)
+            if len(pool):
+                idx, _ = nearest_neighbors(batch.emb[rows], self.ref_emb_[pool], k)
+                out[rows] = _nanmean0_rows(self.ref_effect_[pool][idx], self.prior_)
+        return out
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self._knn(batch, self.k_), self._cost(batch)
+
+
+class TaskKNNRouter(KNNRouter):
+    """kNN among training queries of the same task."""
+
+    same_task = True
+
+
+def _nanmean0(matrix: np.ndarray, fill: float | np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN; ``fill`` where a column has no value. Shapes: (N, L) → (L,)."""
+    counts = (~np.isnan(matrix)).sum(axis=0)
+    sums = np.nansum(matrix, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), fill)
+
+
+def _nanmean0_rows(stack: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Shapes: (N, k, L) → (N, L), NaN-aware, ``fill`` (L,) where nothing was observed."""
+    counts = (~np.isnan(stack)).sum(axis=1)
+    return np.where(counts > 0, np.nansum(stack, axis=1) / np.maximum(counts, 1), fill[None, :])
+
+
+# ----- learned baselines: one small torch loop, early-stopped on validation -----
+
+def _train(module: nn.Module, loss_fn: Callable[[nn.Module, slice | np.ndarray, bool], torch.Tensor],
+           n_train: int, seed: int, epochs: int = 200, patience: int = 10, batch: int = 256) -> nn.Module:
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3, weight_decay=1e-5)
+    best, best_state, stale = float("inf"), copy.deepcopy(module.state_dict()), 0
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        module.train()
+        for idx in np.array_split(rng.permutation(n_train), max(1, n_train // batch)):
+            opt.zero_grad()
+            loss_fn(module, idx, True).backward()
+            opt.step()
+        module.eval()
+        with torch.no_grad():
+            val = float(loss_fn(module, slice(None), False))
+        if val < best - 1e-5:
+            best, best_state, stale = val, copy.deepcopy(module.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    module.load_state_dict(best_state)
+    return module.eval()
+
+
+class _Learned(_CatalogCost):
+    """Baselines that map a query embedding to one score per LLM, trained with masked BCE."""
+
+    def _module(self, dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _targets(self, tables: LogTables) -> np.ndarray:
+        return tables.outcome_matrix(len(self.llms_))
+
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+        data = {True: self._tensors(train), False: self._tensors(val)}
+
+        def loss_fn(module: nn.Module, idx: slice | np.ndarray, is_train: bool) -> torch.Tensor:
+            x, y = data[is_train]
+            x, y = x[idx], y[idx]
+            mask = ~torch.isnan(y)
+            return F.binary_cross_entropy_with_logits(module(x)[mask], y[mask])
+
+        self.net_ = _train(self._module(train.queries.emb.shape[1]), loss_fn, len(train.query_ids),
+                           self.config.train.seed)
+
+    def _tensors(self, tables: LogTables) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.as_tensor(tables.queries.emb, dtype=torch.float32),
+                torch.as_tensor(self._targets(tables), dtype=torch.float32))
+
+    @torch.no_grad()
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.as_tensor(batch.emb, dtype=torch.float32)
+        return torch.sigmoid(self.net_(x)).numpy().astype(float), self._cost(batch)
+
+
+class MLPRouter(_Learned):
+    """An MLP from the query embedding to one effect per LLM."""
+
+    def _module(self, dim: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.llms_)))
+
+
+class _MF(nn.Module):
+    def __init__(self, dim: int, n_llms: int, rank: int = 32) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, rank)
+        self.llm = nn.Embedding(n_llms, rank)
+        self.bias = nn.Parameter(torch.zeros(n_llms))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) @ self.llm.weight.T + self.bias
+
+
+class MFRouter(_Learned):
+    """Matrix factorisation (RouteLLM style): projected query embedding · learned LLM vector + LLM bias."""
+
+    def _module(self, dim: int) -> nn.Module:
+        return _MF(dim, len(self.llms_))
+
+
+class OneHotRouter(_Learned):
+    """GraphRouter's formulation: BCE on a one-hot 'best LLM' label computed at a trade-off fixed at training
+    (``train_alpha``); its scores are then ranked by the same policy. Ties go to the cheaper LLM."""
+
+    train_alpha = 1.0
+
+    def _targets(self, tables: LogTables) -> np.ndarray:
+        effect = tables.outcome_matrix(len(self.llms_))
+        cost = self.cost_scaler_.transform(tables.queries.base_cost * self.cost_ratio_, tables.queries.tasks)
+        utility = np.where(np.isnan(effect), -np.inf, policy.utilities(np.nan_to_num(effect), cost, self.train_alpha))
+        best = np.argmax(utility, axis=1)
+        onehot = np.where(np.isnan(effect), np.nan, 0.0)
+        onehot[np.arange(len(best)), best] = 1.0
+        return onehot
+
+    def _module(self, dim: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.llms_)))
+
+
+ROUTERS: dict[str, type[BaseRouter]] = {
+    "graphroute": Router, "random": RandomRouter, "cheapest": CheapestRouter, "best-single": BestSingleRouter,
+    "task-best": TaskBestRouter, "knn": KNNRouter, "knn-task": TaskKNNRouter, "mlp": MLPRouter,
+    "mf": MFRouter, "graphrouter-onehot": OneHotRouter,
+}

@@ -1,0 +1,1 @@
+"""Benchmark protocols of GUIDE §5 (``graphroute bench <name>``)."""

@@ -1,0 +1,53 @@
+"""Print benchmark results as a table and JSON, and draw frontiers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from graphroute.evaluation import Evaluation
+
+
+def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> str:
+    """A plain fixed-width table (markdown pipes, so it pastes into the README)."""
+    if not rows:
+        return "(no rows)"
+    cols = list(columns or rows[0].keys())
+    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = "| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    return "\n".join([line, rule, *body])
+
+
+def plot_frontiers(evaluation: Evaluation, path: str | Path, title: str) -> None:
+    """One PNG: each router's (cost, quality) sweep and its frontier."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from graphroute.metrics import frontier
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for name, sc in evaluation.scores.items():
+        hull = frontier(sc.points)
+        line, = ax.plot([c for c, _ in hull], [q for _, q in hull], marker=".", label=f"{name} (AIQ {sc.aiq:.3f})")
+        ax.scatter([c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=line.get_color(), alpha=0.4)
+    ax.set_xlabel("mean cost per query (USD)")
+    ax.set_ylabel("quality (mean effect)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def dump_json(payload: object, path: str | Path | None) -> str:
+    text = json.dumps(payload, indent=2, default=float)
+    if path is not None:
+        Path(path).write_text(text)
+    return text

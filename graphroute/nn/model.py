@@ -1,0 +1,98 @@
+"""RouterGNN: heterogeneous encoder over task/query/LLM/user nodes, pair evidence along outcome paths, and
+separate effect and cost heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import HeteroConv
+
+from graphroute import schema as s
+from graphroute.nn.conv import EdgeAttrConv
+from graphroute.nn.pairs import PAIR_DIM, TASK_MEAN, PairEvidence, evidence_logits
+
+EdgeType = tuple[str, str, str]
+
+
+class RouterGNN(nn.Module):
+    """Predicts, for (query, LLM, user) triples, the effect logit and the standardised log cost.
+
+    The effect head sees the query and LLM states, their product, the user–LLM product (a user's affinity
+    can change the ranking) and the pair evidence of ``PairEvidence``. The cost head predicts a residual over
+    the catalog-price estimate, so it is exact for priced logs from the first step.
+
+    Args:
+        in_channels: feature width per node type.
+        edge_dims: attribute width per edge type (0 = none); its keys are the relations used.
+
+    Shapes:
+        x_dict[t] (N_t, F_t); edge_index_dict[et] (2, E_et); edge_attr_dict[et] (E_et, D_et);
+        outcome_user (E_answered,); query_task (N_query,); query, llm, user, base_cost_z (P,) → (P,), (P,)
+    """
+
+    def __init__(self, in_channels: dict[str, int], edge_dims: dict[EdgeType, int], hidden_channels: int = 64,
+                 num_layers: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        h = hidden_channels
+        self.edge_types = list(edge_dims)
+        self.inputs = nn.ModuleDict({t: nn.Linear(c, h) for t, c in in_channels.items()})
+        self.convs = nn.ModuleList(
+            HeteroConv({et: EdgeAttrConv((h, h), h, d) for et, d in edge_dims.items()}, aggr="sum")
+            for _ in range(num_layers)
+        )
+        self.norms = nn.ModuleList(nn.ModuleDict({t: nn.LayerNorm(h) for t in in_channels}) for _ in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+        self.pairs = PairEvidence()
+        # effect logit = GLM over pair evidence (starts as 'mean of this LLM on this task') + a residual MLP
+        # over node states that starts at zero, so training refines a sound router instead of finding one
+        self.evidence_glm = nn.Linear(PAIR_DIM, 1)
+        nn.init.zeros_(self.evidence_glm.weight)
+        nn.init.zeros_(self.evidence_glm.bias)
+        with torch.no_grad():
+            self.evidence_glm.weight[0, TASK_MEAN] = 1.0
+        self.effect_head = nn.Sequential(nn.Linear(4 * h + PAIR_DIM, h), nn.ReLU(), nn.Dropout(dropout),
+                                         nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+        nn.init.zeros_(self.effect_head[-1].weight)
+        nn.init.zeros_(self.effect_head[-1].bias)
+        self.cost_head = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), nn.Linear(h, 1))
+        nn.init.zeros_(self.cost_head[-1].weight)
+        nn.init.zeros_(self.cost_head[-1].bias)
+
+    def encode(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
+               edge_attr_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        """Node states after message passing. Shapes: x_dict[t] (N_t, F_t) → (N_t, hidden)."""
+        h = {t: torch.relu(self.inputs[t](x)) for t, x in x_dict.items()}
+        edges = {et: ei for et, ei in edge_index_dict.items() if et in self.edge_types}
+        attrs = {et: a for et, a in edge_attr_dict.items() if et in edges}
+        for conv, norms in zip(self.convs, self.norms, strict=True):
+            out = conv(h, edges, edge_attr_dict=attrs)
+            h = {t: norms[t](h[t] + self.dropout(torch.relu(out[t]))) if t in out else h[t] for t in h}
+        return h
+
+    def evidence(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
+                 edge_attr_dict: dict[EdgeType, Tensor], outcome_user: Tensor, query_task: Tensor,
+                 query: Tensor, llm: Tensor, user: Tensor) -> Tensor:
+        """Pair evidence of the triples. Shapes: → (P, PAIR_DIM)."""
+        attr = edge_attr_dict[s.ANSWERED_BY]
+        return self.pairs(
+            edge_index_dict[s.ANSWERED_BY], attr[:, 0], attr[:, 1], attr[:, 2], outcome_user,
+            {t: x.size(0) for t, x in x_dict.items()}, edge_index_dict[s.SIMILAR_TO],
+            edge_attr_dict[s.SIMILAR_TO][:, 0], query_task, query, llm, user,
+        )
+
+    def decode(self, z: dict[str, Tensor], pair: Tensor, query: Tensor, llm: Tensor, user: Tensor,
+               base_cost_z: Tensor) -> tuple[Tensor, Tensor]:
+        """Shapes: index tensors (P,), pair (P, PAIR_DIM), base_cost_z (P,) → effect logits (P,), cost (P,)."""
+        zq, zl, zu = z[s.QUERY_NODE][query], z[s.LLM_NODE][llm], z[s.USER_NODE][user]
+        residual = self.effect_head(torch.cat([zq, zl, zq * zl, zu * zl, pair], dim=-1))
+        effect = (self.evidence_glm(evidence_logits(pair)) + residual).squeeze(-1)
+        cost = base_cost_z + self.cost_head(torch.cat([zq, zl], dim=-1)).squeeze(-1)
+        return effect, cost
+
+    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
+                edge_attr_dict: dict[EdgeType, Tensor], outcome_user: Tensor, query_task: Tensor,
+                query: Tensor, llm: Tensor, user: Tensor, base_cost_z: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode the graph, gather pair evidence, then decode the (query, LLM, user) triples given by index."""
+        z = self.encode(x_dict, edge_index_dict, edge_attr_dict)
+        pair = self.evidence(x_dict, edge_index_dict, edge_attr_dict, outcome_user, query_task, query, llm, user)
+        return self.decode(z, pair, query, llm, user, base_cost_z)

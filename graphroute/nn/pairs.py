@@ -1,0 +1,106 @@
+"""Pair-level (query, LLM) evidence gathered along graph paths, for link prediction on outcome edges.
+
+A node state mixes all LLMs into one vector; what a router most needs is LLM-specific: how did *this* LLM do
+on the query's neighbours (query ← similar query → LLM), on its task (query ← task ← query → LLM), for this
+user (user → query → LLM), and overall. These are the paths of a conditional (NBFNet-style) message passing,
+aggregated here with scatter operations over the visible outcome edges, so hidden targets never leak.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+PAIR_DIM = 11
+MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)  # the columns that are means in [0, 1]; the others are supports
+TASK_MEAN = 3
+
+
+def evidence_logits(pair: Tensor) -> Tensor:
+    """Means mapped to logits (clamped), supports unchanged: the inputs of the evidence GLM. Shapes: (P, F)."""
+    out = pair.clone()
+    means = pair[:, MEAN_FEATURES].clamp(0.02, 0.98)
+    out[:, MEAN_FEATURES] = torch.log(means) - torch.log1p(-means)
+    return out
+
+
+def _mean_table(rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols: int) -> tuple[Tensor, Tensor]:
+    """Sum and count of values per (row, col). Shapes: (E,) each → (n_rows, n_cols) twice."""
+    flat = rows * n_cols + cols
+    total = torch.zeros(n_rows * n_cols, device=values.device).index_add_(0, flat, values)
+    count = torch.zeros(n_rows * n_cols, device=values.device).index_add_(0, flat, torch.ones_like(values))
+    return total.view(n_rows, n_cols), count.view(n_rows, n_cols)
+
+
+class PairEvidence(nn.Module):
+    """Evidence for (query, LLM, user) triples from the visible outcome edges.
+
+    Features per pair: neighbour mean effect with a learned similarity temperature, plain neighbour mean,
+    neighbour support, task mean, task support, user mean, user support, user choice rate, LLM mean,
+    same-task neighbour mean and its support.
+    Means fall back to the LLM's overall mean where there is no support, and supports are log counts.
+
+    Shapes:
+        outcome_index (2, E) query→LLM; effect, has_effect, chosen (E,); outcome_user (E,);
+        sim_index (2, S) neighbour→query; sim (S,); query_task (Q,); triples (P,) each → (P, PAIR_DIM)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.tensor(-2.3))  # τ ≈ 0.1 on cosine similarities
+
+    def forward(self, outcome_index: Tensor, effect: Tensor, has_effect: Tensor, chosen: Tensor,
+                outcome_user: Tensor, num_nodes: dict[str, int], sim_index: Tensor, sim: Tensor,
+                query_task: Tensor, query: Tensor, llm: Tensor, user: Tensor) -> Tensor:
+        n_q, n_l, n_t, n_u = (num_nodes[k] for k in ("query", "llm", "task", "user"))
+        rated = has_effect > 0
+        q_e, l_e = outcome_index[0][rated], outcome_index[1][rated]
+        eff = effect[rated]
+        q_sum, q_cnt = _mean_table(q_e, l_e, eff, n_q, n_l)
+        llm_mean = q_sum.sum(0) / q_cnt.sum(0).clamp(min=1)
+        llm_mean = torch.where(q_cnt.sum(0) > 0, llm_mean, torch.full_like(llm_mean, 0.5))
+        fallback = llm_mean[llm]
+
+        # query ← similar query → LLM, only into the queries asked about
+        wanted = torch.zeros(n_q, dtype=torch.bool, device=query.device)
+        wanted[query] = True
+        keep = wanted[sim_index[1]]
+        src, dst, s = sim_index[0][keep], sim_index[1][keep], sim[keep]
+        weight = torch.exp((s - 1.0) / self.log_temperature.exp())
+        knn_w = self._spread(src, dst, weight, q_sum, q_cnt, n_q)
+        knn_u = self._spread(src, dst, torch.ones_like(weight), q_sum, q_cnt, n_q)
+        same = (query_task[src] == query_task[dst]).float()
+        knn_t = self._spread(src, dst, weight * same, q_sum, q_cnt, n_q)
+
+        t_sum, t_cnt = _mean_table(query_task[q_e], l_e, eff, n_t, n_l)
+        u_sum, u_cnt = _mean_table(outcome_user[rated], l_e, eff, n_u, n_l)
+        has_choice = chosen != 0.5
+        c_sum, c_cnt = _mean_table(outcome_user[has_choice], outcome_index[1][has_choice], chosen[has_choice], n_u, n_l)
+        task = query_task[query]
+        feats = [
+            self._ratio(knn_w[0][query, llm], knn_w[1][query, llm], fallback),
+            self._ratio(knn_u[0][query, llm], knn_u[1][query, llm], fallback),
+            torch.log1p(knn_u[1][query, llm]),
+            self._ratio(t_sum[task, llm], t_cnt[task, llm], fallback),
+            torch.log1p(t_cnt[task, llm]) / 5,
+            self._ratio(u_sum[user, llm], u_cnt[user, llm], fallback),
+            torch.log1p(u_cnt[user, llm]) / 5,
+            self._ratio(c_sum[user, llm], c_cnt[user, llm], torch.full_like(fallback, 0.5)),
+            fallback,
+            self._ratio(knn_t[0][query, llm], knn_t[1][query, llm], fallback),
+            torch.log1p(knn_t[1][query, llm]),
+        ]
+        return torch.stack(feats, dim=-1)
+
+    @staticmethod
+    def _spread(src: Tensor, dst: Tensor, weight: Tensor, q_sum: Tensor, q_cnt: Tensor, n_q: int) -> tuple[Tensor, Tensor]:
+        """Weighted sums of neighbours' per-LLM means and of their support. Shapes: → (n_q, L) twice."""
+        mean = q_sum / q_cnt.clamp(min=1)
+        seen = (q_cnt > 0).float()
+        total = torch.zeros(n_q, q_sum.size(1), device=q_sum.device).index_add_(0, dst, mean[src] * weight[:, None])
+        support = torch.zeros_like(total).index_add_(0, dst, seen[src] * weight[:, None])
+        return total, support
+
+    @staticmethod
+    def _ratio(total: Tensor, count: Tensor, fallback: Tensor) -> Tensor:
+        return torch.where(count > 1e-6, total / count.clamp(min=1e-6), fallback)

@@ -1,0 +1,149 @@
+"""Router: the GNN router facade, the class most users touch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import torch
+
+from graphroute import schema as s
+from graphroute.base import BaseRouter, LogTables, QueryBatch
+from graphroute.features import llm_features, query_features, task_features, user_features
+from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph
+from graphroute.nn.model import RouterGNN
+from graphroute.training import Labels, TrainResult, fit_model
+
+logger = logging.getLogger(__name__)
+PREDICT_CHUNK = 1024
+
+EDGE_DIMS = {
+    s.BELONGS_TO: 0, s.REV_BELONGS_TO: 0, s.ASKS: 0, s.REV_ASKS: 0,
+    s.ANSWERED_BY: OUTCOME_DIM, s.REV_ANSWERED_BY: OUTCOME_DIM, s.SIMILAR_TO: 1,
+}
+
+
+class Router(BaseRouter):
+    """Inductive GNN router: predicts effect and cost per (user, query, LLM) and routes at any trade-off.
+
+    Example:
+        >>> from graphroute.data.synthetic import make_demo_logs
+        >>> from graphroute.config import RouterConfig
+        >>> logs, llms = make_demo_logs(n_queries=120, seed=0)
+        >>> cfg = RouterConfig(encoder={"kind": "hashing"}, train={"epochs": 2})
+        >>> router = Router(cfg).fit(logs, llms)
+        >>> len(router.recommend("Solve 2 + 2", k=2))
+        2
+    """
+
+    # ----- fit -----
+    def _fit(self, train: LogTables, val: LogTables) -> None:
+        everything = pd.concat([train.frame, val.frame])
+        log_cost = np.log(np.maximum(train.frame[s.COST].to_numpy(dtype=float), 1e-12))
+        self.log_cost_stats_ = (float(log_cost.mean()), float(max(log_cost.std(), 1e-6)))
+        self.user_x_ = user_features(everything, self.user_ids_, self._cost_z(everything[s.COST].to_numpy()))
+        self.llm_x_ = llm_features(self.llms_, self.encoder_)
+        self.task_x_ = task_features(self.task_names_, self.task_centroids_, self.encoder_)
+        graph = self._graph(train)
+        val_graph, new = self._attach(graph, train.queries.emb, val.queries)
+        m = self.config.model
+        self.model_shape_ = {
+            "in_channels": {t: int(graph[t].x.size(1)) for t in graph.node_types},
+            "edge_dims": {"|".join(et): d for et, d in EDGE_DIMS.items()},
+            "kwargs": {"hidden_channels": m.hidden_channels, "num_layers": m.num_layers, "dropout": m.dropout},
+        }
+        self.model_ = RouterGNN(self.model_shape_["in_channels"], EDGE_DIMS, **self.model_shape_["kwargs"])
+        self.history_: TrainResult = fit_model(self.model_, graph, self._labels(train),
+                                               val_graph, self._labels(val, new), self.config.train)
+        final = train.concat(val)  # validation queries become neighbours once selection is over
+        self.graph_ = self._graph(final)
+        self.ref_emb_ = final.queries.emb
+
+    def _cost_z(self, cost: np.ndarray) -> np.ndarray:
+        mu, sd = self.log_cost_stats_
+        return (np.log(np.maximum(np.asarray(cost, dtype=float), 1e-12)) - mu) / sd
+
+    def _user_index(self, user_ids: Sequence[str]) -> np.ndarray:
+        index = {u: i for i, u in enumerate(self.user_ids_)}
+        cold = len(self.user_ids_)
+        return np.array([index.get(u, cold) for u in user_ids], dtype=np.int64)
+
+    def _graph(self, tables: LogTables) -> object:
+        f = tables.frame
+        outcomes = {
+            "q": f["q"].to_numpy(), "l": f["l"].to_numpy(), "u": self._user_index(f[s.USER_ID].tolist()),
+            "effect": f[s.EFFECT].to_numpy(dtype=float),
+            "chosen": f[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in f else np.full(len(f), np.nan),
+            "cost_z": self._cost_z(f[s.COST].to_numpy()),
+        }
+        q = tables.queries
+        return build_graph(query_features(q.emb, q.tokens), self.task_index(q.tasks, q.emb), self.llm_x_,
+                           self.task_x_, self.user_x_, outcomes, q.emb, self.config.graph.k_neighbors)
+
+    def _attach(self, graph: object, ref_emb: np.ndarray, batch: QueryBatch) -> tuple[object, torch.Tensor]:
+        return attach_queries(graph, query_features(batch.emb, batch.tokens), self.task_index(batch.tasks, batch.emb),
+                              self._user_index(batch.user_ids), batch.emb, ref_emb, self.config.graph.k_neighbors)
+
+    def _labels(self, tables: LogTables, nodes: torch.Tensor | None = None) -> Labels:
+        f = tables.frame
+        q = torch.as_tensor(f["q"].to_numpy(), dtype=torch.long)
+        base = tables.queries.base_cost[f["q"].to_numpy(), f["l"].to_numpy()]
+        return Labels(
+            query=nodes[q] if nodes is not None else q,
+            llm=torch.as_tensor(f["l"].to_numpy(), dtype=torch.long),
+            user=torch.as_tensor(self._user_index(f[s.USER_ID].tolist())),
+            effect=torch.as_tensor(f[s.EFFECT].to_numpy(dtype=float), dtype=torch.float32),
+            cost_z=torch.as_tensor(self._cost_z(f[s.COST].to_numpy()), dtype=torch.float32),
+            base_cost_z=torch.as_tensor(self._cost_z(base), dtype=torch.float32),
+        )
+
+    # ----- predict -----
+    @torch.no_grad()
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        self.model_.eval()
+        effects, costs = [], []
+        for start in range(0, len(batch), PREDICT_CHUNK):
+            part = _slice(batch, start, start + PREDICT_CHUNK)
+            graph, new = self._attach(self.graph_, self.ref_emb_, part)
+            n, n_llms = len(part), len(self.llms_)
+            users = torch.as_tensor(self._user_index(part.user_ids))
+            logit, cost_z = self.model_(
+                graph.x_dict, graph.edge_index_dict, graph.collect("edge_attr"), graph[s.ANSWERED_BY].user,
+                graph[s.QUERY_NODE].task, new.repeat_interleave(n_llms), torch.arange(n_llms).repeat(n),
+                users.repeat_interleave(n_llms),
+                torch.as_tensor(self._cost_z(part.base_cost).reshape(-1), dtype=torch.float32),
+            )
+            mu, sd = self.log_cost_stats_
+            effects.append(torch.sigmoid(logit).view(n, n_llms).numpy())
+            costs.append(np.exp(cost_z.view(n, n_llms).numpy() * sd + mu))
+        return np.concatenate(effects).astype(float), np.concatenate(costs).astype(float)
+
+    def node_names(self) -> dict[str, list[str]]:
+        """Display names per node type, for exports and plots."""
+        self._check_fitted()
+        return {s.LLM_NODE: list(self.llm_names_), s.TASK_NODE: list(self.task_names_),
+                s.USER_NODE: [*self.user_ids_, "<cold-start>"]}
+
+    # ----- persistence -----
+    def save(self, path: str | Path) -> None:
+        """Write the router as a folder (config, weights, graph, vocab, scalers); see ``_serialization``."""
+        from graphroute._serialization import save_router
+
+        self._check_fitted()
+        save_router(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a folder written by ``save``; predictions are identical to the saved router's."""
+        from graphroute._serialization import load_router
+
+        return load_router(cls, Path(path))
+
+
+def _slice(batch: QueryBatch, start: int, stop: int) -> QueryBatch:
+    return QueryBatch(batch.texts[start:stop], batch.tasks[start:stop], batch.user_ids[start:stop],
+                      batch.emb[start:stop], batch.tokens[start:stop], batch.base_cost[start:stop])

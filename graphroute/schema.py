@@ -1,0 +1,86 @@
+"""Names shared by every layer: log columns, node and edge types, and the public value objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# --- interaction-log columns (GUIDE §3) ---
+QUERY = "query"
+LLM = "llm"
+EFFECT = "effect"
+COST = "cost"
+TOKENS_IN = "tokens_in"
+TOKENS_OUT = "tokens_out"
+USER_ID = "user_id"
+TASK = "task"
+CHOSEN = "chosen"
+QUERY_ID = "query_id"
+TIMESTAMP = "timestamp"
+LATENCY_MS = "latency_ms"
+
+REQUIRED_COLUMNS = (QUERY, LLM)
+OPTIONAL_COLUMNS = (EFFECT, COST, TOKENS_IN, TOKENS_OUT, USER_ID, TASK, CHOSEN, QUERY_ID, TIMESTAMP, LATENCY_MS)
+ANONYMOUS_USER = "anonymous"
+DEFAULT_TASK = "general"
+DEFAULT_OUTPUT_TOKENS = 256  # GUIDE §3: cost estimate when a log has no output token counts
+
+# --- graph node types ---
+TASK_NODE = "task"
+QUERY_NODE = "query"
+LLM_NODE = "llm"
+USER_NODE = "user"
+
+# --- graph edge types: (source, relation, destination) ---
+BELONGS_TO = (QUERY_NODE, "belongs_to", TASK_NODE)
+REV_BELONGS_TO = (TASK_NODE, "rev_belongs_to", QUERY_NODE)
+ASKS = (USER_NODE, "asks", QUERY_NODE)
+REV_ASKS = (QUERY_NODE, "rev_asks", USER_NODE)
+ANSWERED_BY = (QUERY_NODE, "answered_by", LLM_NODE)
+REV_ANSWERED_BY = (LLM_NODE, "rev_answered_by", QUERY_NODE)
+SIMILAR_TO = (QUERY_NODE, "similar_to", QUERY_NODE)
+
+
+class LLMProfile(BaseModel):
+    """One LLM of the catalog: its description is what makes it routable without retraining.
+
+    Example:
+        >>> LLMProfile(name="small", description="fast and cheap", input_price=0.1, output_price=0.2).name
+        'small'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="Unique LLM name, as used in the log's `llm` column.")
+    description: str = Field(min_length=1, description="Free text: what the LLM is good at.")
+    input_price: float = Field(ge=0, description="USD per 1M input tokens.")
+    output_price: float = Field(ge=0, description="USD per 1M output tokens.")
+    family: str | None = Field(default=None, description="Model family, e.g. 'llama'.")
+    size: float | None = Field(default=None, ge=0, description="Parameter count in billions.")
+    context_length: int | None = Field(default=None, gt=0, description="Context window in tokens.")
+    latency_ms: float | None = Field(default=None, ge=0, description="Typical latency in milliseconds.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint of this LLM.")
+
+    @field_validator("name", "description")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    def profile_text(self) -> str:
+        """The text embedded as the LLM's node feature."""
+        return f"{self.name}: {self.description}"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One ranked LLM for a request: predicted effect and cost, and the utility they give at alpha."""
+
+    llm: str
+    effect: float
+    cost: float
+    normalized_cost: float
+    utility: float
+    rank: int

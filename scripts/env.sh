@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv if missing (or if pyproject.toml changed) with the CPU torch pinned first, so nothing pulls a
+# CUDA build. Idempotent: a stamp of pyproject.toml's hash skips the install when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+stamp=.venv/.graphroute-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+  .venv/bin/python -m pip install -q -e ".[serve,train,dev]"
+  echo "$want" > "$stamp"
+fi
