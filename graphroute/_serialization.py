@@ -38,18 +38,29 @@ def save_router(router: Router, path: Path) -> None:
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT_VERSION, "versions": _versions(), "encoder": router.encoder_.name,
-            "config": router.config.model_dump(), "model_shape": router.model_shape_}
+    meta = {
+        "format": FORMAT_VERSION,
+        "versions": _versions(),
+        "encoder": router.encoder_.name,
+        "config": router.config.model_dump(),
+        "model_shape": router.model_shape_,
+    }
     (path / "config.json").write_text(json.dumps(meta, indent=2))
     save_file({k: v.contiguous() for k, v in router.model_.state_dict().items()}, str(path / "model.safetensors"))
     torch.save(router.graph_.to_dict(), path / "graph.pt")
-    vocab = {"llms": [m.model_dump() for m in router.llms_], "tasks": router.task_names_, "users": router.user_ids_,
-             "enabled": router.enabled_.tolist()}
+    vocab = {
+        "llms": [m.model_dump() for m in router.llms_],
+        "tasks": router.task_names_,
+        "users": router.user_ids_,
+        "enabled": router.enabled_.tolist(),
+    }
     (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
     scalers = {"cost": router.cost_scaler_.to_dict(), "log_cost": list(router.log_cost_stats_)}
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
-    arrays = {name: torch.as_tensor(np.ascontiguousarray(getattr(router, name)))
-              for name in ("task_centroids_", "ref_emb_", "user_x_", "llm_x_", "task_x_")}
+    arrays = {
+        name: torch.as_tensor(np.ascontiguousarray(getattr(router, name)))
+        for name in ("task_centroids_", "ref_emb_", "user_x_", "llm_x_", "task_x_")
+    }
     save_file(arrays, str(path / "arrays.safetensors"))
 
 
@@ -79,7 +90,9 @@ def _load(cls: type[R], path: Path) -> R:
     router = cls(RouterConfig.model_validate(meta["config"]))
     router.encoder_ = make_encoder(router.config.encoder)
     if router.encoder_.name != meta["encoder"]:
-        raise CorruptRouterError(f"{path}: saved with encoder {meta['encoder']!r}, config gives {router.encoder_.name!r}")
+        raise CorruptRouterError(
+            f"{path}: saved with encoder {meta['encoder']!r}, config gives {router.encoder_.name!r}"
+        )
     vocab = json.loads((path / "vocab.json").read_text())
     router.llms_ = [LLMProfile.model_validate(m) for m in vocab["llms"]]
     router.llm_names_ = [m.name for m in router.llms_]
@@ -92,8 +105,9 @@ def _load(cls: type[R], path: Path) -> R:
         setattr(router, name, tensor.numpy())
     router.graph_ = HeteroData.from_dict(torch.load(path / "graph.pt", weights_only=True))
     shape = meta["model_shape"]
-    router.model_ = RouterGNN(shape["in_channels"], {tuple(k.split("|")): v for k, v in shape["edge_dims"].items()},
-                              **shape["kwargs"])
+    router.model_ = RouterGNN(
+        shape["in_channels"], {tuple(k.split("|")): v for k, v in shape["edge_dims"].items()}, **shape["kwargs"]
+    )
     router.model_.load_state_dict(load_file(str(path / "model.safetensors")))
     router.model_.eval()
     return router

@@ -32,7 +32,7 @@ class QueryBatch:
     """Queries ready for prediction. Shapes: emb (N, D), tokens (N,), base_cost (N, L)."""
 
     texts: list[str]
-    tasks: list[str]
+    tasks: list[str | None]  # as given; None or an unseen name is inferred from the embedding where needed
     user_ids: list[str]
     emb: np.ndarray
     tokens: np.ndarray
@@ -53,9 +53,14 @@ class LogTables:
     def concat(self, other: LogTables) -> LogTables:
         """Both tables as one (the query sets must be disjoint, as after a split by query)."""
         a, b = self.queries, other.queries
-        queries = QueryBatch(a.texts + b.texts, a.tasks + b.tasks, a.user_ids + b.user_ids,
-                             np.concatenate([a.emb, b.emb]), np.concatenate([a.tokens, b.tokens]),
-                             np.concatenate([a.base_cost, b.base_cost]))
+        queries = QueryBatch(
+            a.texts + b.texts,
+            a.tasks + b.tasks,
+            a.user_ids + b.user_ids,
+            np.concatenate([a.emb, b.emb]),
+            np.concatenate([a.tokens, b.tokens]),
+            np.concatenate([a.base_cost, b.base_cost]),
+        )
         frame = pd.concat([self.frame, other.frame.assign(q=other.frame["q"] + len(self.query_ids))])
         return LogTables(queries, self.query_ids + other.query_ids, frame.reset_index(drop=True))
 
@@ -110,8 +115,11 @@ class BaseRouter:
         texts = first[s.QUERY].tolist()
         tokens = first[s.TOKENS_IN].to_numpy(dtype=float)
         batch = QueryBatch(
-            texts=texts, tasks=first[s.TASK].tolist(), user_ids=first[s.USER_ID].tolist(),
-            emb=self.encoder_.encode(texts, show_progress=len(texts) > 256), tokens=tokens,
+            texts=texts,
+            tasks=first[s.TASK].tolist(),
+            user_ids=first[s.USER_ID].tolist(),
+            emb=self.encoder_.encode(texts, show_progress=len(texts) > 256),
+            tokens=tokens,
             base_cost=catalog_costs(tokens, self.llms_),
         )
         position = {q: i for i, q in enumerate(ids)}
@@ -127,9 +135,13 @@ class BaseRouter:
         if not hasattr(self, "llms_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
 
-    def prepare(self, queries: Sequence[str], tasks: Sequence[str | None] | None = None,
-                user_ids: Sequence[str | None] | None = None) -> QueryBatch:
-        """Embed queries and resolve their tasks (nearest task centroid when absent or unknown)."""
+    def prepare(
+        self,
+        queries: Sequence[str],
+        tasks: Sequence[str | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+    ) -> QueryBatch:
+        """Embed queries and count their tokens; tasks stay as given (inferred later when absent or unseen)."""
         self._check_fitted()
         for i, q in enumerate(queries):
             if not isinstance(q, str) or not q.strip():
@@ -138,18 +150,27 @@ class BaseRouter:
         emb = self.encoder_.encode(texts)
         tokens = self.encoder_.count_tokens(texts).astype(float)
         given = list(tasks) if tasks is not None else [None] * len(texts)
-        resolved = [self.task_names_[j] for j in self.task_index(given, emb)]
         users = [u or s.ANONYMOUS_USER for u in (user_ids or [None] * len(texts))]
-        return QueryBatch(texts, resolved, users, emb, tokens, catalog_costs(tokens, self.llms_))
+        return QueryBatch(texts, given, users, emb, tokens, catalog_costs(tokens, self.llms_))
 
     def task_index(self, tasks: Sequence[str | None], emb: np.ndarray) -> np.ndarray:
         """Index of each task; a missing or unseen task becomes the task with the nearest centroid."""
+        return self.task_lookup(tasks, emb)[0]
+
+    def task_lookup(self, tasks: Sequence[str | None], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Task indices and whether each was inferred (missing or unseen task → nearest centroid)."""
         index = {t: i for i, t in enumerate(self.task_names_)}
         nearest = np.argmax(emb @ self.task_centroids_.T, axis=1)
-        return np.array([index.get(t, j) if t is not None else j for t, j in zip(tasks, nearest, strict=True)])
+        known = np.array([t is not None and t in index for t in tasks], dtype=bool)
+        idx = np.array([index[t] if k else j for t, k, j in zip(tasks, known, nearest, strict=True)], dtype=np.int64)
+        return idx, ~known
 
-    def predict_outcomes(self, queries: Sequence[str] | QueryBatch, tasks: Sequence[str | None] | None = None,
-                         user_ids: Sequence[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_outcomes(
+        self,
+        queries: Sequence[str] | QueryBatch,
+        tasks: Sequence[str | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predicted effect in [0, 1] and cost in USD for every LLM. Shapes: → (N, L), (N, L)."""
         batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
         self._check_fitted()
@@ -158,9 +179,13 @@ class BaseRouter:
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def predict_utility(self, queries: Sequence[str] | QueryBatch, alpha: float | None = None,
-                        tasks: Sequence[str | None] | None = None,
-                        user_ids: Sequence[str | None] | None = None) -> np.ndarray:
+    def predict_utility(
+        self,
+        queries: Sequence[str] | QueryBatch,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+    ) -> np.ndarray:
         """Utility of every LLM at alpha (the config default when None). Shapes: → (N, L)."""
         batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
         effect, cost = self._predict(batch)
@@ -183,16 +208,28 @@ class BaseRouter:
             raise DataValidationError("candidates: no enabled LLM left to route to")
         return mask
 
-    def route(self, queries: Sequence[str] | QueryBatch, alpha: float | None = None,
-              tasks: Sequence[str | None] | None = None, user_ids: Sequence[str | None] | None = None,
-              candidates: Sequence[str] | None = None) -> list[str]:
+    def route(
+        self,
+        queries: Sequence[str] | QueryBatch,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+        candidates: Sequence[str] | None = None,
+    ) -> list[str]:
         """The chosen LLM name per query."""
         utility = self.predict_utility(queries, alpha, tasks, user_ids)
         chosen = policy.choose(utility, self.allowed_mask(candidates))
         return [self.llm_names_[i] for i in chosen]
 
-    def recommend(self, query: str, user_id: str | None = None, task: str | None = None, k: int = 3,
-                  alpha: float | None = None, candidates: Sequence[str] | None = None) -> list[Recommendation]:
+    def recommend(
+        self,
+        query: str,
+        user_id: str | None = None,
+        task: str | None = None,
+        k: int = 3,
+        alpha: float | None = None,
+        candidates: Sequence[str] | None = None,
+    ) -> list[Recommendation]:
         """The k best LLMs for one query, with predicted effect, cost and utility."""
         batch = self.prepare([query], [task], [user_id])
         effect, cost = self._predict(batch)
@@ -202,8 +239,14 @@ class BaseRouter:
         allowed = self.allowed_mask(candidates)
         order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(k, 1)]
         return [
-            Recommendation(self.llm_names_[j], float(effect[0, j]), float(cost[0, j]), float(norm[0, j]),
-                           float(utility[0, j]), r + 1)
+            Recommendation(
+                self.llm_names_[j],
+                float(effect[0, j]),
+                float(cost[0, j]),
+                float(norm[0, j]),
+                float(utility[0, j]),
+                r + 1,
+            )
             for r, j in enumerate(order)
         ]
 

@@ -73,8 +73,12 @@ class TaskBestRouter(_CatalogCost):
         matrix = both.outcome_matrix(len(self.llms_))
         tasks = np.array(self.task_index(both.queries.tasks, both.queries.emb))
         overall = _nanmean0(matrix, 0.0)
-        self.table_ = np.stack([_nanmean0(matrix[tasks == t], overall) if (tasks == t).any() else overall
-                                for t in range(len(self.task_names_))])
+        self.table_ = np.stack(
+            [
+                _nanmean0(matrix[tasks == t], overall) if (tasks == t).any() else overall
+                for t in range(len(self.task_names_))
+            ]
+        )
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         return self.table_[self.task_index(batch.tasks, batch.emb)], self._cost(batch)
@@ -141,8 +145,16 @@ def _nanmean0_rows(stack: np.ndarray, fill: np.ndarray) -> np.ndarray:
 
 # ----- learned baselines: one small torch loop, early-stopped on validation -----
 
-def _train(module: nn.Module, loss_fn: Callable[[nn.Module, slice | np.ndarray, bool], torch.Tensor],
-           n_train: int, seed: int, epochs: int = 200, patience: int = 10, batch: int = 256) -> nn.Module:
+
+def _train(
+    module: nn.Module,
+    loss_fn: Callable[[nn.Module, slice | np.ndarray, bool], torch.Tensor],
+    n_train: int,
+    seed: int,
+    epochs: int = 200,
+    patience: int = 10,
+    batch: int = 256,
+) -> nn.Module:
     torch.manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3, weight_decay=1e-5)
     best, best_state, stale = float("inf"), copy.deepcopy(module.state_dict()), 0
@@ -185,12 +197,15 @@ class _Learned(_CatalogCost):
             mask = ~torch.isnan(y)
             return F.binary_cross_entropy_with_logits(module(x)[mask], y[mask])
 
-        self.net_ = _train(self._module(train.queries.emb.shape[1]), loss_fn, len(train.query_ids),
-                           self.config.train.seed)
+        self.net_ = _train(
+            self._module(train.queries.emb.shape[1]), loss_fn, len(train.query_ids), self.config.train.seed
+        )
 
     def _tensors(self, tables: LogTables) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.as_tensor(tables.queries.emb, dtype=torch.float32),
-                torch.as_tensor(self._targets(tables), dtype=torch.float32))
+        return (
+            torch.as_tensor(tables.queries.emb, dtype=torch.float32),
+            torch.as_tensor(self._targets(tables), dtype=torch.float32),
+        )
 
     @torch.no_grad()
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -243,7 +258,14 @@ class OneHotRouter(_Learned):
 
 
 ROUTERS: dict[str, type[BaseRouter]] = {
-    "graphroute": Router, "random": RandomRouter, "cheapest": CheapestRouter, "best-single": BestSingleRouter,
-    "task-best": TaskBestRouter, "knn": KNNRouter, "knn-task": TaskKNNRouter, "mlp": MLPRouter,
-    "mf": MFRouter, "graphrouter-onehot": OneHotRouter,
+    "graphroute": Router,
+    "random": RandomRouter,
+    "cheapest": CheapestRouter,
+    "best-single": BestSingleRouter,
+    "task-best": TaskBestRouter,
+    "knn": KNNRouter,
+    "knn-task": TaskKNNRouter,
+    "mlp": MLPRouter,
+    "mf": MFRouter,
+    "graphrouter-onehot": OneHotRouter,
 }

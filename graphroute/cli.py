@@ -10,15 +10,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from graphroute.config import RouterConfig
 from graphroute.errors import GraphRouteError
 
 DEFAULT_CACHE = Path(os.environ.get("GRAPHROUTE_CACHE", Path.home() / ".cache" / "graphroute"))
 DEFAULT_DATA = Path(os.environ.get("GRAPHROUTE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from graphroute.config import RouterConfig
-
+def _config(args: argparse.Namespace) -> RouterConfig:
     cfg = RouterConfig.from_yaml(args.config) if args.config else RouterConfig()
     updates: dict[str, dict[str, object]] = {"encoder": {"cache_dir": str(args.cache_dir)}}
     if args.encoder:
@@ -36,8 +35,12 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML router config (see training/configs/base.yaml).")
     p.add_argument("--encoder", choices=["minilm", "hashing"], help="Override the text encoder of the config.")
-    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
-                   help=f"Embedding cache folder (default {DEFAULT_CACHE}; env GRAPHROUTE_CACHE).")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help=f"Embedding cache folder (default {DEFAULT_CACHE}; env GRAPHROUTE_CACHE).",
+    )
     p.add_argument("--seed", type=int, help="Override the training seed.")
 
 
@@ -121,10 +124,52 @@ def cmd_export_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from graphroute.demo import run_demo
-
     run_demo(Path(args.out), _config(args), n_queries=args.queries)
     return 0
+
+
+DEMO_QUERIES = (
+    "Write a Python function that returns the median of a list of integers.",
+    "Solve for x: 7x + 12 = 40. Explain your reasoning.",
+    "Translate into German: 'We will visit the museum tomorrow.'",
+)
+DEMO_BASELINES = ("random", "cheapest", "best-single", "task-best", "knn", "mlp")
+
+
+def run_demo(out: Path, config: RouterConfig, n_queries: int = 3000, seed: int = 0) -> None:
+    """Generate logs into ``out``, train and save a router, evaluate it against baselines, print a few picks."""
+    from graphroute.baselines import ROUTERS
+    from graphroute.bench.report import format_table, plot_frontiers
+    from graphroute.data.io import write_catalog, write_interactions
+    from graphroute.data.synthetic import make_demo_logs
+    from graphroute.evaluation import evaluate
+    from graphroute.router import Router
+
+    out.mkdir(parents=True, exist_ok=True)
+    logs, llms = make_demo_logs(n_queries=n_queries, seed=seed)
+    test, _ = make_demo_logs(n_queries=max(n_queries // 5, 50), per_query=None, seed=seed + 1)
+    write_interactions(logs, out / "logs.parquet")
+    write_interactions(test, out / "test.parquet")
+    write_catalog(llms, out / "llms.yaml")
+    print(
+        f"generated {len(logs)} log rows ({logs['query'].nunique()} queries, {logs['user_id'].nunique()} users)"
+        f" and a dense test log of {test['query'].nunique()} queries in {out}"
+    )
+    router = Router(config).fit(logs, llms)
+    router.save(out / "router")
+    print(f"trained: best epoch {router.history_.best_epoch}; saved to {out / 'router'}")
+    routers = {"graphroute": router, **{n: ROUTERS[n](config).fit(logs, llms) for n in DEMO_BASELINES}}
+    ev = evaluate(routers, test)
+    print(format_table(ev.table_rows(), ["router", "quality@1.0", "reward@1.0", "reward@0.5", "reward@0.2", "aiq"]))
+    plot_frontiers(ev, out / "frontier.png", "demo: quality vs cost")
+    print(f"frontier plot: {out / 'frontier.png'}")
+    users = sorted(logs["user_id"].unique())[:3]
+    for query in DEMO_QUERIES:
+        print(f"\nquery: {query}")
+        for user in users:
+            recs = router.recommend(query, user_id=user, k=3)
+            picks = ", ".join(f"{r.llm} (effect {r.effect:.2f}, ${r.cost:.5f})" for r in recs)
+            print(f"  {user}: {picks}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,9 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log progress (INFO).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="Train a router on a log and save it as a folder.",
-                       description="Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM "
-                                   "catalog (YAML/JSON); a validation split is carved from the log.")
+    p = sub.add_parser(
+        "train",
+        help="Train a router on a log and save it as a folder.",
+        description="Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM "
+        "catalog (YAML/JSON); a validation split is carved from the log.",
+    )
     p.add_argument("logs", type=Path, help="Interaction log (GUIDE §3 columns).")
     p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
     p.add_argument("--out", type=Path, required=True, help="Folder to save the router to.")
@@ -142,9 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="Score a saved router on a test log (table + frontier PNG).",
-                       description="Quality, cost, reward at alpha 1/0.5/0.2, gap recovered and AIQ, beside the "
-                                   "oracle; optional baselines fitted on the same training log.")
+    p = sub.add_parser(
+        "eval",
+        help="Score a saved router on a test log (table + frontier PNG).",
+        description="Quality, cost, reward at alpha 1/0.5/0.2, gap recovered and AIQ, beside the "
+        "oracle; optional baselines fitted on the same training log.",
+    )
     p.add_argument("run_dir", type=Path, help="Folder written by `graphroute train`.")
     p.add_argument("--logs", type=Path, required=True, help="Test log; each query should list several LLMs.")
     p.add_argument("--baselines", nargs="*", default=[], help="Baselines to fit and compare (see `bench`).")
@@ -157,9 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     from graphroute.baselines import ROUTERS
     from graphroute.bench.routing import DATASETS
 
-    p = sub.add_parser("bench", help="Run a benchmark protocol on ../shared/data (JSON + table + PNG).",
-                       description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and "
-                                   "every baseline, paired-bootstrap intervals.")
+    p = sub.add_parser(
+        "bench",
+        help="Run a benchmark protocol on ../shared/data (JSON + table + PNG).",
+        description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and "
+        "every baseline, paired-bootstrap intervals.",
+    )
     p.add_argument("protocol", choices=["routing"], help="Which protocol of GUIDE §5.")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help=f"Benchmark data (default {DEFAULT_DATA}).")
     p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))

@@ -33,11 +33,11 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(default=60, gt=0, description="Maximum epochs.")
-    steps_per_epoch: int = Field(default=5, gt=0, description="Disjoint target batches per epoch.")
-    lr: float = Field(default=3e-3, gt=0, description="Adam learning rate.")
+    epochs: int = Field(default=40, gt=0, description="Maximum epochs.")
+    steps_per_epoch: int = Field(default=10, gt=0, description="Disjoint target batches per epoch.")
+    lr: float = Field(default=1e-2, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(default=1e-4, ge=0, description="Adam weight decay.")
-    patience: int = Field(default=10, gt=0, description="Epochs without validation gain before stopping.")
+    patience: int = Field(default=6, gt=0, description="Epochs without validation gain before stopping.")
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Queries carved from train for validation.")
     cost_weight: float = Field(default=0.5, ge=0, description="Weight of the cost loss beside the effect loss.")
     seed: int = Field(default=0, description="Seed of splits, initialisation and target sampling.")

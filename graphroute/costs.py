@@ -13,7 +13,9 @@ from graphroute.encoders import TextEncoder
 from graphroute.schema import LLMProfile
 
 
-def catalog_costs(tokens_in: np.ndarray, llms: Sequence[LLMProfile], tokens_out: float | np.ndarray | None = None) -> np.ndarray:
+def catalog_costs(
+    tokens_in: np.ndarray, llms: Sequence[LLMProfile], tokens_out: float | np.ndarray | None = None
+) -> np.ndarray:
     """USD per call from catalog prices. Shapes: tokens_in (N,) → (N, L)."""
     t_out = s.DEFAULT_OUTPUT_TOKENS if tokens_out is None else tokens_out
     price_in = np.array([m.input_price for m in llms])
@@ -59,10 +61,11 @@ class CostScaler:
         ranges = {str(t): (float(r["min"]), float(r["max"])) for t, r in grouped.iterrows()}
         return cls(ranges, (float(frame[s.COST].min()), float(frame[s.COST].max())))
 
-    def transform(self, cost: np.ndarray, tasks: Sequence[str]) -> np.ndarray:
+    def transform(self, cost: np.ndarray, tasks: Sequence[str | None]) -> np.ndarray:
         """Shapes: cost (N, L) or (N,), tasks (N,) → same shape, in [0, 1]."""
-        lo = np.array([self.ranges.get(t, self.global_range)[0] for t in tasks])
-        hi = np.array([self.ranges.get(t, self.global_range)[1] for t in tasks])
+        bounds = [self.ranges.get(t, self.global_range) if t is not None else self.global_range for t in tasks]
+        lo = np.array([b[0] for b in bounds])
+        hi = np.array([b[1] for b in bounds])
         if cost.ndim == 2:
             lo, hi = lo[:, None], hi[:, None]
         span = np.where(hi - lo > 0, hi - lo, 1.0)

@@ -17,8 +17,10 @@ USER_DIM = 5
 def llm_features(llms: Sequence[LLMProfile], encoder: TextEncoder) -> np.ndarray:
     """Description embedding ⊕ log prices and size. Shapes: → (L, D + 3)."""
     emb = encoder.encode([m.profile_text() for m in llms])
-    numeric = np.array([[np.log1p(m.input_price), np.log1p(m.output_price), np.log1p(m.size or 0.0) / 5]
-                        for m in llms], dtype=np.float32)
+    numeric = np.array(
+        [[np.log1p(m.input_price), np.log1p(m.output_price), np.log1p(m.size or 0.0) / 5] for m in llms],
+        dtype=np.float32,
+    )
     return np.concatenate([emb, numeric], axis=1)
 
 
@@ -39,15 +41,22 @@ def user_features(frame: pd.DataFrame, user_ids: Sequence[str], cost_z: np.ndarr
     The last row is the cold-start user: the mean over users, given to every unknown user id.
     Shapes: frame (E rows), cost_z (E,) → (U + 1, USER_DIM).
     """
-    f = pd.DataFrame({
-        "user": frame[s.USER_ID].to_numpy(),
-        "effect": frame[s.EFFECT].to_numpy(dtype=float),
-        "cost_z": cost_z,
-        "chosen": frame[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in frame else np.nan,
-    })
+    f = pd.DataFrame(
+        {
+            "user": frame[s.USER_ID].to_numpy(),
+            "effect": frame[s.EFFECT].to_numpy(dtype=float),
+            "cost_z": cost_z,
+            "chosen": frame[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in frame else np.nan,
+        }
+    )
     f["rated"] = (~f["effect"].isna()).astype(float)
-    g = f.groupby("user").agg(n=("effect", "size"), effect=("effect", "mean"), cost_z=("cost_z", "mean"),
-                              chosen=("chosen", "mean"), rated=("rated", "mean"))
+    g = f.groupby("user").agg(
+        n=("effect", "size"),
+        effect=("effect", "mean"),
+        cost_z=("cost_z", "mean"),
+        chosen=("chosen", "mean"),
+        rated=("rated", "mean"),
+    )
     g = g.reindex(list(user_ids))
     g["n"] = np.log1p(g["n"].fillna(0)) / 5
     g["effect"] = g["effect"].fillna(float(np.nanmean(f["effect"])) if f["rated"].any() else 0.5)

@@ -64,8 +64,9 @@ def score_choices(name: str, truth: Truth, choices: dict[float, np.ndarray]) -> 
     return out
 
 
-def choices_from_predictions(effect: np.ndarray, norm_cost: np.ndarray, truth: Truth,
-                             alphas: Sequence[float] = REPORT_ALPHAS + SWEEP_ALPHAS) -> dict[float, np.ndarray]:
+def choices_from_predictions(
+    effect: np.ndarray, norm_cost: np.ndarray, truth: Truth, alphas: Sequence[float] = REPORT_ALPHAS + SWEEP_ALPHAS
+) -> dict[float, np.ndarray]:
     """The LLM a router picks at each alpha, among the LLMs observed for each query."""
     return {a: policy.choose(policy.utilities(effect, norm_cost, a), truth.observed) for a in sorted(set(alphas))}
 
@@ -90,8 +91,8 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
 def aiq(points: Sequence[tuple[float, float]], max_cost: float) -> float:
     """Area under the frontier extended flat to ``max_cost``, zero left of the cheapest point, / max_cost."""
     hull = frontier(points)
-    if not hull or max_cost <= 0:
-        return float("nan")
+    if not hull or max_cost <= 0 or max_cost - min(c for c, _ in points) <= 1e-9 * max_cost:
+        return float("nan")  # every choice costs the same (uniform prices): there is no frontier to integrate
     xs = [c for c, _ in hull] + [max(max_cost, hull[-1][0])]
     ys = [q for _, q in hull] + [hull[-1][1]]
     return float(np.trapezoid(ys, xs) / max_cost)

@@ -18,8 +18,12 @@ def utilities(effect: np.ndarray, normalized_cost: np.ndarray, alpha: float | np
     return a * effect - (1.0 - a) * normalized_cost - TIE_EPSILON * normalized_cost
 
 
-def choose(utility: np.ndarray, allowed: np.ndarray | None = None, max_cost: float | None = None,
-           cost: np.ndarray | None = None) -> np.ndarray:
+def choose(
+    utility: np.ndarray,
+    allowed: np.ndarray | None = None,
+    max_cost: float | None = None,
+    cost: np.ndarray | None = None,
+) -> np.ndarray:
     """Index of the best allowed LLM per row. Shapes: utility (N, L), allowed bool (N, L) or (L,) → (N,).
 
     With ``max_cost``, LLMs predicted to cost more are skipped unless none is cheap enough, in which case the
@@ -30,8 +34,9 @@ def choose(utility: np.ndarray, allowed: np.ndarray | None = None, max_cost: flo
         fits = cost <= max_cost
         within = np.where(fits, masked, -np.inf)
         cheapest = np.where(np.isfinite(masked), -cost, -np.inf)
-        masked = np.where(fits.any(axis=1, keepdims=True) & np.isfinite(within).any(axis=1, keepdims=True),
-                          within, cheapest)
+        masked = np.where(
+            fits.any(axis=1, keepdims=True) & np.isfinite(within).any(axis=1, keepdims=True), within, cheapest
+        )
     return np.argmax(masked, axis=1)
 
 

@@ -22,8 +22,13 @@ logger = logging.getLogger(__name__)
 PREDICT_CHUNK = 1024
 
 EDGE_DIMS = {
-    s.BELONGS_TO: 0, s.REV_BELONGS_TO: 0, s.ASKS: 0, s.REV_ASKS: 0,
-    s.ANSWERED_BY: OUTCOME_DIM, s.REV_ANSWERED_BY: OUTCOME_DIM, s.SIMILAR_TO: 1,
+    s.BELONGS_TO: 0,
+    s.REV_BELONGS_TO: 0,
+    s.ASKS: 0,
+    s.REV_ASKS: 0,
+    s.ANSWERED_BY: OUTCOME_DIM,
+    s.REV_ANSWERED_BY: OUTCOME_DIM,
+    s.SIMILAR_TO: 1,
 }
 
 
@@ -50,6 +55,9 @@ class Router(BaseRouter):
         self.task_x_ = task_features(self.task_names_, self.task_centroids_, self.encoder_)
         graph = self._graph(train)
         val_graph, new = self._attach(graph, train.queries.emb, val.queries)
+        import torch_geometric
+
+        torch_geometric.seed_everything(self.config.train.seed)  # the initial weights are part of the seed
         m = self.config.model
         self.model_shape_ = {
             "in_channels": {t: int(graph[t].x.size(1)) for t in graph.node_types},
@@ -57,8 +65,9 @@ class Router(BaseRouter):
             "kwargs": {"hidden_channels": m.hidden_channels, "num_layers": m.num_layers, "dropout": m.dropout},
         }
         self.model_ = RouterGNN(self.model_shape_["in_channels"], EDGE_DIMS, **self.model_shape_["kwargs"])
-        self.history_: TrainResult = fit_model(self.model_, graph, self._labels(train),
-                                               val_graph, self._labels(val, new), self.config.train)
+        self.history_: TrainResult = fit_model(
+            self.model_, graph, self._labels(train), val_graph, self._labels(val, new), self.config.train
+        )
         final = train.concat(val)  # validation queries become neighbours once selection is over
         self.graph_ = self._graph(final)
         self.ref_emb_ = final.queries.emb
@@ -75,26 +84,43 @@ class Router(BaseRouter):
     def _graph(self, tables: LogTables) -> object:
         f = tables.frame
         outcomes = {
-            "q": f["q"].to_numpy(), "l": f["l"].to_numpy(), "u": self._user_index(f[s.USER_ID].tolist()),
+            "q": f["q"].to_numpy(),
+            "l": f["l"].to_numpy(),
+            "u": self._user_index(f[s.USER_ID].tolist()),
             "effect": f[s.EFFECT].to_numpy(dtype=float),
             "chosen": f[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in f else np.full(len(f), np.nan),
             "cost_z": self._cost_z(f[s.COST].to_numpy()),
         }
         q = tables.queries
-        return build_graph(query_features(q.emb, q.tokens), self.task_index(q.tasks, q.emb), self.llm_x_,
-                           self.task_x_, self.user_x_, outcomes, q.emb, self.config.graph.k_neighbors)
+        return build_graph(
+            query_features(q.emb, q.tokens),
+            self.task_index(q.tasks, q.emb),
+            self.llm_x_,
+            self.task_x_,
+            self.user_x_,
+            outcomes,
+            q.emb,
+            self.config.graph.k_neighbors,
+        )
 
     def _attach(self, graph: object, ref_emb: np.ndarray, batch: QueryBatch) -> tuple[object, torch.Tensor]:
-        return attach_queries(graph, query_features(batch.emb, batch.tokens), self.task_index(batch.tasks, batch.emb),
-                              self._user_index(batch.user_ids), batch.emb, ref_emb, self.config.graph.k_neighbors)
+        return attach_queries(
+            graph,
+            query_features(batch.emb, batch.tokens),
+            self.task_index(batch.tasks, batch.emb),
+            self._user_index(batch.user_ids),
+            batch.emb,
+            ref_emb,
+            self.config.graph.k_neighbors,
+        )
 
     def _labels(self, tables: LogTables, nodes: torch.Tensor | None = None) -> Labels:
         f = tables.frame
-        q = torch.as_tensor(f["q"].to_numpy(), dtype=torch.long)
+        q = torch.tensor(f["q"].to_numpy(), dtype=torch.long)
         base = tables.queries.base_cost[f["q"].to_numpy(), f["l"].to_numpy()]
         return Labels(
             query=nodes[q] if nodes is not None else q,
-            llm=torch.as_tensor(f["l"].to_numpy(), dtype=torch.long),
+            llm=torch.tensor(f["l"].to_numpy(), dtype=torch.long),
             user=torch.as_tensor(self._user_index(f[s.USER_ID].tolist())),
             effect=torch.as_tensor(f[s.EFFECT].to_numpy(dtype=float), dtype=torch.float32),
             cost_z=torch.as_tensor(self._cost_z(f[s.COST].to_numpy()), dtype=torch.float32),
@@ -112,8 +138,13 @@ class Router(BaseRouter):
             n, n_llms = len(part), len(self.llms_)
             users = torch.as_tensor(self._user_index(part.user_ids))
             logit, cost_z = self.model_(
-                graph.x_dict, graph.edge_index_dict, graph.collect("edge_attr"), graph[s.ANSWERED_BY].user,
-                graph[s.QUERY_NODE].task, new.repeat_interleave(n_llms), torch.arange(n_llms).repeat(n),
+                graph.x_dict,
+                graph.edge_index_dict,
+                graph.collect("edge_attr"),
+                graph[s.ANSWERED_BY].user,
+                graph[s.QUERY_NODE].task,
+                new.repeat_interleave(n_llms),
+                torch.arange(n_llms).repeat(n),
                 users.repeat_interleave(n_llms),
                 torch.as_tensor(self._cost_z(part.base_cost).reshape(-1), dtype=torch.float32),
             )
@@ -125,8 +156,11 @@ class Router(BaseRouter):
     def node_names(self) -> dict[str, list[str]]:
         """Display names per node type, for exports and plots."""
         self._check_fitted()
-        return {s.LLM_NODE: list(self.llm_names_), s.TASK_NODE: list(self.task_names_),
-                s.USER_NODE: [*self.user_ids_, "<cold-start>"]}
+        return {
+            s.LLM_NODE: list(self.llm_names_),
+            s.TASK_NODE: list(self.task_names_),
+            s.USER_NODE: [*self.user_ids_, "<cold-start>"],
+        }
 
     # ----- persistence -----
     def save(self, path: str | Path) -> None:
@@ -145,5 +179,11 @@ class Router(BaseRouter):
 
 
 def _slice(batch: QueryBatch, start: int, stop: int) -> QueryBatch:
-    return QueryBatch(batch.texts[start:stop], batch.tasks[start:stop], batch.user_ids[start:stop],
-                      batch.emb[start:stop], batch.tokens[start:stop], batch.base_cost[start:stop])
+    return QueryBatch(
+        batch.texts[start:stop],
+        batch.tasks[start:stop],
+        batch.user_ids[start:stop],
+        batch.emb[start:stop],
+        batch.tokens[start:stop],
+        batch.base_cost[start:stop],
+    )

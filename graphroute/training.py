@@ -53,8 +53,17 @@ def resolve_device(name: str) -> torch.device:
 
 def loss_terms(model: RouterGNN, graph: dict[str, dict], labels: Labels, cost_weight: float) -> tuple[Tensor, Tensor]:
     """Effect BCE on logits (soft targets) and cost MSE for one set of labels on one graph."""
-    logit, cost = model(graph["x"], graph["edges"], graph["attrs"], graph["users"][s.ANSWERED_BY],
-                        graph["query_task"], labels.query, labels.llm, labels.user, labels.base_cost_z)
+    logit, cost = model(
+        graph["x"],
+        graph["edges"],
+        graph["attrs"],
+        graph["users"][s.ANSWERED_BY],
+        graph["query_task"],
+        labels.query,
+        labels.llm,
+        labels.user,
+        labels.base_cost_z,
+    )
     has = ~torch.isnan(labels.effect)
     effect_loss = F.binary_cross_entropy_with_logits(logit[has], labels.effect[has]) if has.any() else logit.sum() * 0
     return effect_loss, cost_weight * F.mse_loss(cost, labels.cost_z)
@@ -63,12 +72,24 @@ def loss_terms(model: RouterGNN, graph: dict[str, dict], labels: Labels, cost_we
 def as_tensors(data: HeteroData, device: torch.device) -> dict[str, dict]:
     """The dicts the model consumes, on one device."""
     data = data.to(device)
-    return {"x": data.x_dict, "edges": data.edge_index_dict, "attrs": data.collect("edge_attr"),
-            "users": {s.ANSWERED_BY: data[s.ANSWERED_BY].user}, "query_task": data[s.QUERY_NODE].task}
+    return {
+        "x": data.x_dict,
+        "edges": data.edge_index_dict,
+        "attrs": data.collect("edge_attr"),
+        "users": {s.ANSWERED_BY: data[s.ANSWERED_BY].user},
+        "query_task": data[s.QUERY_NODE].task,
+    }
 
 
-def fit_model(model: RouterGNN, graph: HeteroData, labels: Labels, val_graph: HeteroData, val_labels: Labels,
-              cfg: TrainConfig, callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+def fit_model(
+    model: RouterGNN,
+    graph: HeteroData,
+    labels: Labels,
+    val_graph: HeteroData,
+    val_labels: Labels,
+    cfg: TrainConfig,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
     """Train on masked target batches of ``graph``; keep the weights of the best validation epoch.
 
     Each step hides every outgoing and outcome edge of a random batch of labelled queries and predicts their
@@ -112,8 +133,15 @@ def _to(labels: Labels, device: torch.device) -> Labels:
     return Labels(*(getattr(labels, f).to(device) for f in labels.__dataclass_fields__))
 
 
-def _epoch(model: RouterGNN, full: dict[str, dict], labels: Labels, labelled: Tensor, num_queries: int,
-           optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> float:
+def _epoch(
+    model: RouterGNN,
+    full: dict[str, dict],
+    labels: Labels,
+    labelled: Tensor,
+    num_queries: int,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+) -> float:
     model.train()
     total = 0.0
     chunks = labelled[torch.randperm(len(labelled), device=labelled.device)].chunk(cfg.steps_per_epoch)

@@ -19,8 +19,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def fast_config() -> RouterConfig:
-    return RouterConfig(encoder={"kind": "hashing", "dim": 64},
-                        model={"hidden_channels": 32}, train={"epochs": 8, "patience": 4, "seed": 0})
+    return RouterConfig(
+        encoder={"kind": "hashing", "dim": 64},
+        model={"hidden_channels": 32},
+        train={"epochs": 8, "patience": 4, "seed": 0},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from graphroute import RouterConfig
 from graphroute.errors import DataValidationError
@@ -24,5 +25,5 @@ def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_config_is_frozen() -> None:
     cfg = RouterConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.policy.alpha = 0.1  # type: ignore[misc]

@@ -34,7 +34,7 @@ def plot_frontiers(evaluation: Evaluation, path: str | Path, title: str) -> None
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for name, sc in evaluation.scores.items():
         hull = frontier(sc.points)
-        line, = ax.plot([c for c, _ in hull], [q for _, q in hull], marker=".", label=f"{name} (AIQ {sc.aiq:.3f})")
+        (line,) = ax.plot([c for c, _ in hull], [q for _, q in hull], marker=".", label=f"{name} (AIQ {sc.aiq:.3f})")
         ax.scatter([c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=line.get_color(), alpha=0.4)
     ax.set_xlabel("mean cost per query (USD)")
     ax.set_ylabel("quality (mean effect)")

@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 DATASETS = {"llmrouter-9llm": load_llmrouter, "routerdc-7llm": load_routerdc}
 
 
-def fit_routers(bench: Benchmark, names: Sequence[str], config: RouterConfig) -> tuple[dict[str, BaseRouter], dict[str, float]]:
+def fit_routers(
+    bench: Benchmark, names: Sequence[str], config: RouterConfig
+) -> tuple[dict[str, BaseRouter], dict[str, float]]:
     """Fit each named router on the benchmark's train log; returns the routers and their fit seconds."""
     routers: dict[str, BaseRouter] = {}
     seconds: dict[str, float] = {}
@@ -31,8 +33,13 @@ def fit_routers(bench: Benchmark, names: Sequence[str], config: RouterConfig) ->
     return routers, seconds
 
 
-def run_routing(data_root: Path, config: RouterConfig, datasets: Sequence[str] = tuple(DATASETS),
-                routers: Sequence[str] = tuple(ROUTERS), out_dir: Path | None = None) -> dict[str, object]:
+def run_routing(
+    data_root: Path,
+    config: RouterConfig,
+    datasets: Sequence[str] = tuple(DATASETS),
+    routers: Sequence[str] = tuple(ROUTERS),
+    out_dir: Path | None = None,
+) -> dict[str, object]:
     """Fit every router on each dataset's train log and score it on each test log.
 
     Returns a JSON-able dict: per dataset and test split, a row per router, and bootstrap comparisons of the
@@ -50,10 +57,15 @@ def run_routing(data_root: Path, config: RouterConfig, datasets: Sequence[str] =
             if "graphroute" in fitted:
                 for other in ev.scores:
                     if other != "graphroute":
-                        comparisons[other] = {str(a): [round(v, 4) for v in ev.compare("graphroute", other, a)]
-                                              for a in REPORT_ALPHAS}
-            results[key] = {"n_queries": ev.n_queries, "rows": ev.table_rows(), "fit_seconds": seconds,
-                            "graphroute_minus_other_reward_ci95": comparisons}
+                        comparisons[other] = {
+                            str(a): [round(v, 4) for v in ev.compare("graphroute", other, a)] for a in REPORT_ALPHAS
+                        }
+            results[key] = {
+                "n_queries": ev.n_queries,
+                "rows": ev.table_rows(),
+                "fit_seconds": seconds,
+                "graphroute_minus_other_reward_ci95": comparisons,
+            }
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 plot_frontiers(ev, out_dir / f"frontier_{dataset}_{split}.png", f"{key}: quality vs cost")

@@ -59,9 +59,15 @@ def load_llmrouter(folder: str | Path) -> Benchmark:
     train_rows = [r for r in train_rows if r["question"] not in test_questions]  # type: ignore[union-attr]
     scored = set(test_rows[0]["scores"])  # type: ignore[index]
     llms = [
-        LLMProfile(name=name, description=m["feature"], input_price=m["input_price"], output_price=m["output_price"],
-                   size=float(str(m.get("size", "0")).rstrip("Bb") or 0))
-        for name, m in catalog.items() if name in scored  # type: ignore[union-attr]
+        LLMProfile(
+            name=name,
+            description=m["feature"],
+            input_price=m["input_price"],
+            output_price=m["output_price"],
+            size=float(str(m.get("size", "0")).rstrip("Bb") or 0),
+        )
+        for name, m in catalog.items()
+        if name in scored  # type: ignore[union-attr]
     ]
     train = _long(train_rows, task_of).drop_duplicates([s.QUERY, s.LLM])  # type: ignore[arg-type]
     test = _long(test_rows, task_of).drop_duplicates([s.QUERY, s.LLM])  # type: ignore[arg-type]
@@ -70,14 +76,12 @@ def load_llmrouter(folder: str | Path) -> Benchmark:
 
 ROUTERDC_DESCRIPTIONS = {
     "mistralai/Mistral-7B-v0.1": "Mistral 7B base model, a general English pretrained model.",
-    "meta-math/MetaMath-Mistral-7B": "Mistral 7B fine-tuned on MetaMathQA for mathematical reasoning and word problems.",
-    "itpossible/Chinese-Mistral-7B-v0.1": "Mistral 7B adapted to Chinese with extended Chinese vocabulary and pretraining.",
+    "meta-math/MetaMath-Mistral-7B": "Mistral 7B fine-tuned on MetaMathQA for math reasoning and word problems.",
+    "itpossible/Chinese-Mistral-7B-v0.1": "Mistral 7B adapted to Chinese with extended vocabulary and pretraining.",
     "HuggingFaceH4/zephyr-7b-beta": "Zephyr 7B, Mistral fine-tuned with DPO as a helpful chat assistant.",
-    "cognitivecomputations/dolphin-2.6-mistral-7b": "Dolphin 2.6, an uncensored Mistral 7B instruction model tuned "
-                                                   "for coding and conversation.",
+    "cognitivecomputations/dolphin-2.6-mistral-7b": "Dolphin 2.6, uncensored Mistral 7B tuned for code and chat.",
     "meta-llama/Meta-Llama-3-8B": "Meta Llama 3 8B base model, strong general knowledge and code.",
-    "cognitivecomputations/dolphin-2.9-llama3-8b": "Dolphin 2.9, Llama 3 8B instruction-tuned for coding, math "
-                                                   "and conversation.",
+    "cognitivecomputations/dolphin-2.9-llama3-8b": "Dolphin 2.9, Llama 3 8B instruction-tuned for code, math and chat.",
 }
 
 
@@ -102,8 +106,15 @@ def load_routerdc(folder: str | Path) -> Benchmark:
     held_out = set(test_id[s.QUERY]) | set(test_ood[s.QUERY])
     train = pd.concat(train_parts)
     train = train[~train[s.QUERY].isin(held_out)].drop_duplicates([s.QUERY, s.LLM])
-    llms = [LLMProfile(name=n, description=d, input_price=0.2, output_price=0.2, size=7.5)
-            for n, d in ROUTERDC_DESCRIPTIONS.items()]
-    return Benchmark(train.reset_index(drop=True),
-                     {"id": test_id.drop_duplicates([s.QUERY, s.LLM]).reset_index(drop=True),
-                      "ood": test_ood.drop_duplicates([s.QUERY, s.LLM]).reset_index(drop=True)}, llms)
+    llms = [
+        LLMProfile(name=n, description=d, input_price=0.2, output_price=0.2, size=7.5)
+        for n, d in ROUTERDC_DESCRIPTIONS.items()
+    ]
+    return Benchmark(
+        train.reset_index(drop=True),
+        {
+            "id": test_id.drop_duplicates([s.QUERY, s.LLM]).reset_index(drop=True),
+            "ood": test_ood.drop_duplicates([s.QUERY, s.LLM]).reset_index(drop=True),
+        },
+        llms,
+    )

@@ -39,9 +39,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataValidationError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix not in LOG_SUFFIXES:
-        raise DataValidationError(
-            f"{path}: unknown file type {suffix!r}; expected one of {', '.join(LOG_SUFFIXES)}"
-        )
+        raise DataValidationError(f"{path}: unknown file type {suffix!r}; expected one of {', '.join(LOG_SUFFIXES)}")
     if path.stat().st_size == 0:
         raise DataValidationError(f"{path}: file is empty")
     try:

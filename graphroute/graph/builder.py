@@ -23,8 +23,9 @@ def _t(array: np.ndarray | Sequence[float], dtype: torch.dtype = torch.float32) 
     return torch.as_tensor(np.asarray(array), dtype=dtype)
 
 
-def nearest_neighbors(emb: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False,
-                      chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbors(
+    emb: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k cosine neighbours of each row of ``emb`` among ``ref``. Shapes: (N, D), (M, D) → (N, k), (N, k)."""
     k = min(k, len(ref) - int(exclude_self))
     idx = np.zeros((len(emb), max(k, 0)), dtype=np.int64)
@@ -51,9 +52,16 @@ def outcome_attr(effect: np.ndarray, chosen: np.ndarray, cost_z: np.ndarray) -> 
     return np.stack([np.nan_to_num(effect), has.astype(float), chosen_v, cost_z], axis=1).astype(np.float32)
 
 
-def build_graph(query_x: np.ndarray, query_task: np.ndarray, llm_x: np.ndarray, task_x: np.ndarray,
-                user_x: np.ndarray, outcomes: dict[str, np.ndarray], query_emb: np.ndarray,
-                k_neighbors: int) -> HeteroData:
+def build_graph(
+    query_x: np.ndarray,
+    query_task: np.ndarray,
+    llm_x: np.ndarray,
+    task_x: np.ndarray,
+    user_x: np.ndarray,
+    outcomes: dict[str, np.ndarray],
+    query_emb: np.ndarray,
+    k_neighbors: int,
+) -> HeteroData:
     """The reference graph of training queries.
 
     Args:
@@ -66,7 +74,7 @@ def build_graph(query_x: np.ndarray, query_task: np.ndarray, llm_x: np.ndarray, 
     data[s.TASK_NODE].x = _t(task_x)
     data[s.LLM_NODE].x = _t(llm_x)
     data[s.USER_NODE].x = _t(user_x)
-    q, l_, u = (torch.as_tensor(np.asarray(outcomes[c], dtype=np.int64)) for c in ("q", "l", "u"))
+    q, l_, u = (torch.tensor(np.asarray(outcomes[c], dtype=np.int64)) for c in ("q", "l", "u"))
     attr = _t(outcome_attr(outcomes["effect"], outcomes["chosen"], outcomes["cost_z"]))
     data[s.QUERY_NODE].task = torch.as_tensor(np.asarray(query_task, dtype=np.int64))
     data[s.ANSWERED_BY].edge_index = torch.stack([q, l_])
@@ -96,8 +104,15 @@ def _set_similarity(data: HeteroData, idx: np.ndarray, sim: np.ndarray, dst: np.
     data[s.SIMILAR_TO].edge_index, data[s.SIMILAR_TO].edge_attr = edge_index, attr
 
 
-def attach_queries(data: HeteroData, query_x: np.ndarray, query_task: np.ndarray, query_user: np.ndarray,
-                   query_emb: np.ndarray, ref_emb: np.ndarray, k_neighbors: int) -> tuple[HeteroData, Tensor]:
+def attach_queries(
+    data: HeteroData,
+    query_x: np.ndarray,
+    query_task: np.ndarray,
+    query_user: np.ndarray,
+    query_emb: np.ndarray,
+    ref_emb: np.ndarray,
+    k_neighbors: int,
+) -> tuple[HeteroData, Tensor]:
     """A copy of ``data`` with new query nodes that only receive (task→, user→, neighbour→ query).
 
     Returns the graph and the node indices of the new queries. Shapes: query_x (N, Fq) → index (N,).
@@ -117,9 +132,12 @@ def attach_queries(data: HeteroData, query_x: np.ndarray, query_task: np.ndarray
     return out, new_t
 
 
-def hide_queries(edge_index_dict: dict[tuple[str, str, str], Tensor],
-                 edge_value_dicts: Sequence[dict[tuple[str, str, str], Tensor]], targets: Tensor, num_queries: int
-                 ) -> tuple[dict[tuple[str, str, str], Tensor], list[dict[tuple[str, str, str], Tensor]]]:
+def hide_queries(
+    edge_index_dict: dict[tuple[str, str, str], Tensor],
+    edge_value_dicts: Sequence[dict[tuple[str, str, str], Tensor]],
+    targets: Tensor,
+    num_queries: int,
+) -> tuple[dict[tuple[str, str, str], Tensor], list[dict[tuple[str, str, str], Tensor]]]:
     """Remove every edge that leaves a target query and every outcome edge of it (train as you infer).
 
     ``edge_value_dicts`` hold per-edge values (attributes, outcome users) filtered alongside the edges.

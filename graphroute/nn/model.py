@@ -30,8 +30,14 @@ class RouterGNN(nn.Module):
         outcome_user (E_answered,); query_task (N_query,); query, llm, user, base_cost_z (P,) → (P,), (P,)
     """
 
-    def __init__(self, in_channels: dict[str, int], edge_dims: dict[EdgeType, int], hidden_channels: int = 64,
-                 num_layers: int = 2, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: dict[str, int],
+        edge_dims: dict[EdgeType, int],
+        hidden_channels: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         h = hidden_channels
         self.edge_types = list(edge_dims)
@@ -50,16 +56,18 @@ class RouterGNN(nn.Module):
         nn.init.zeros_(self.evidence_glm.bias)
         with torch.no_grad():
             self.evidence_glm.weight[0, TASK_MEAN] = 1.0
-        self.effect_head = nn.Sequential(nn.Linear(4 * h + PAIR_DIM, h), nn.ReLU(), nn.Dropout(dropout),
-                                         nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+        self.effect_head = nn.Sequential(
+            nn.Linear(4 * h + PAIR_DIM, h), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1)
+        )
         nn.init.zeros_(self.effect_head[-1].weight)
         nn.init.zeros_(self.effect_head[-1].bias)
         self.cost_head = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), nn.Linear(h, 1))
         nn.init.zeros_(self.cost_head[-1].weight)
         nn.init.zeros_(self.cost_head[-1].bias)
 
-    def encode(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
-               edge_attr_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+    def encode(
+        self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor], edge_attr_dict: dict[EdgeType, Tensor]
+    ) -> dict[str, Tensor]:
         """Node states after message passing. Shapes: x_dict[t] (N_t, F_t) → (N_t, hidden)."""
         h = {t: torch.relu(self.inputs[t](x)) for t, x in x_dict.items()}
         edges = {et: ei for et, ei in edge_index_dict.items() if et in self.edge_types}
@@ -69,19 +77,37 @@ class RouterGNN(nn.Module):
             h = {t: norms[t](h[t] + self.dropout(torch.relu(out[t]))) if t in out else h[t] for t in h}
         return h
 
-    def evidence(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
-                 edge_attr_dict: dict[EdgeType, Tensor], outcome_user: Tensor, query_task: Tensor,
-                 query: Tensor, llm: Tensor, user: Tensor) -> Tensor:
+    def evidence(
+        self,
+        x_dict: dict[str, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        edge_attr_dict: dict[EdgeType, Tensor],
+        outcome_user: Tensor,
+        query_task: Tensor,
+        query: Tensor,
+        llm: Tensor,
+        user: Tensor,
+    ) -> Tensor:
         """Pair evidence of the triples. Shapes: → (P, PAIR_DIM)."""
         attr = edge_attr_dict[s.ANSWERED_BY]
         return self.pairs(
-            edge_index_dict[s.ANSWERED_BY], attr[:, 0], attr[:, 1], attr[:, 2], outcome_user,
-            {t: x.size(0) for t, x in x_dict.items()}, edge_index_dict[s.SIMILAR_TO],
-            edge_attr_dict[s.SIMILAR_TO][:, 0], query_task, query, llm, user,
+            edge_index_dict[s.ANSWERED_BY],
+            attr[:, 0],
+            attr[:, 1],
+            attr[:, 2],
+            outcome_user,
+            {t: x.size(0) for t, x in x_dict.items()},
+            edge_index_dict[s.SIMILAR_TO],
+            edge_attr_dict[s.SIMILAR_TO][:, 0],
+            query_task,
+            query,
+            llm,
+            user,
         )
 
-    def decode(self, z: dict[str, Tensor], pair: Tensor, query: Tensor, llm: Tensor, user: Tensor,
-               base_cost_z: Tensor) -> tuple[Tensor, Tensor]:
+    def decode(
+        self, z: dict[str, Tensor], pair: Tensor, query: Tensor, llm: Tensor, user: Tensor, base_cost_z: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Shapes: index tensors (P,), pair (P, PAIR_DIM), base_cost_z (P,) → effect logits (P,), cost (P,)."""
         zq, zl, zu = z[s.QUERY_NODE][query], z[s.LLM_NODE][llm], z[s.USER_NODE][user]
         residual = self.effect_head(torch.cat([zq, zl, zq * zl, zu * zl, pair], dim=-1))
@@ -89,9 +115,18 @@ class RouterGNN(nn.Module):
         cost = base_cost_z + self.cost_head(torch.cat([zq, zl], dim=-1)).squeeze(-1)
         return effect, cost
 
-    def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor],
-                edge_attr_dict: dict[EdgeType, Tensor], outcome_user: Tensor, query_task: Tensor,
-                query: Tensor, llm: Tensor, user: Tensor, base_cost_z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        x_dict: dict[str, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        edge_attr_dict: dict[EdgeType, Tensor],
+        outcome_user: Tensor,
+        query_task: Tensor,
+        query: Tensor,
+        llm: Tensor,
+        user: Tensor,
+        base_cost_z: Tensor,
+    ) -> tuple[Tensor, Tensor]:
         """Encode the graph, gather pair evidence, then decode the (query, LLM, user) triples given by index."""
         z = self.encode(x_dict, edge_index_dict, edge_attr_dict)
         pair = self.evidence(x_dict, edge_index_dict, edge_attr_dict, outcome_user, query_task, query, llm, user)

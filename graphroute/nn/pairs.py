@@ -49,9 +49,21 @@ class PairEvidence(nn.Module):
         super().__init__()
         self.log_temperature = nn.Parameter(torch.tensor(-2.3))  # τ ≈ 0.1 on cosine similarities
 
-    def forward(self, outcome_index: Tensor, effect: Tensor, has_effect: Tensor, chosen: Tensor,
-                outcome_user: Tensor, num_nodes: dict[str, int], sim_index: Tensor, sim: Tensor,
-                query_task: Tensor, query: Tensor, llm: Tensor, user: Tensor) -> Tensor:
+    def forward(
+        self,
+        outcome_index: Tensor,
+        effect: Tensor,
+        has_effect: Tensor,
+        chosen: Tensor,
+        outcome_user: Tensor,
+        num_nodes: dict[str, int],
+        sim_index: Tensor,
+        sim: Tensor,
+        query_task: Tensor,
+        query: Tensor,
+        llm: Tensor,
+        user: Tensor,
+    ) -> Tensor:
         n_q, n_l, n_t, n_u = (num_nodes[k] for k in ("query", "llm", "task", "user"))
         rated = has_effect > 0
         q_e, l_e = outcome_index[0][rated], outcome_index[1][rated]
@@ -93,7 +105,9 @@ class PairEvidence(nn.Module):
         return torch.stack(feats, dim=-1)
 
     @staticmethod
-    def _spread(src: Tensor, dst: Tensor, weight: Tensor, q_sum: Tensor, q_cnt: Tensor, n_q: int) -> tuple[Tensor, Tensor]:
+    def _spread(
+        src: Tensor, dst: Tensor, weight: Tensor, q_sum: Tensor, q_cnt: Tensor, n_q: int
+    ) -> tuple[Tensor, Tensor]:
         """Weighted sums of neighbours' per-LLM means and of their support. Shapes: → (n_q, L) twice."""
         mean = q_sum / q_cnt.clamp(min=1)
         seen = (q_cnt > 0).float()

@@ -16,8 +16,10 @@ from graphroute.data.io import (
 from graphroute.errors import DataValidationError
 from graphroute.schema import LLMProfile
 
-LLMS = [LLMProfile(name="a", description="cheap", input_price=0.1, output_price=0.1),
-        LLMProfile(name="b", description="strong", input_price=1, output_price=2)]
+LLMS = [
+    LLMProfile(name="a", description="cheap", input_price=0.1, output_price=0.1),
+    LLMProfile(name="b", description="strong", input_price=1, output_price=2),
+]
 
 
 def frame(**overrides: list[object]) -> pd.DataFrame:

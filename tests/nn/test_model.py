@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import torch
+
+from graphroute import schema as s
+from graphroute.nn import EdgeAttrConv, RouterGNN
+from graphroute.nn.pairs import PAIR_DIM, PairEvidence
+from graphroute.router import EDGE_DIMS
+from tests.graph.test_builder import small_graph
+
+
+def test_edge_attr_conv_uses_edge_attributes() -> None:
+    conv = EdgeAttrConv((3, 3), 4, edge_dim=1)
+    x = torch.randn(2, 3)
+    ei = torch.tensor([[0], [1]])
+    a = conv((x, x), ei, torch.tensor([[0.0]]))
+    b = conv((x, x), ei, torch.tensor([[1.0]]))
+    assert a.shape == (2, 4) and not torch.allclose(a[1], b[1]) and torch.allclose(a[0], b[0])
+
+
+def test_pair_evidence_means() -> None:
+    data, _ = small_graph()
+    ev = PairEvidence()
+    attr = data[s.ANSWERED_BY].edge_attr
+    num = {t: data[t].num_nodes for t in data.node_types}
+    # (query 0, LLM 1, user 0): task 0 holds queries 0, 1, 4, where LLM 1 scored 0 and 1 (query 4 used LLM 0)
+    out = ev(
+        data[s.ANSWERED_BY].edge_index,
+        attr[:, 0],
+        attr[:, 1],
+        attr[:, 2],
+        data[s.ANSWERED_BY].user,
+        num,
+        data[s.SIMILAR_TO].edge_index,
+        data[s.SIMILAR_TO].edge_attr[:, 0],
+        data[s.QUERY_NODE].task,
+        torch.tensor([0]),
+        torch.tensor([1]),
+        torch.tensor([0]),
+    )
+    assert out.shape == (1, PAIR_DIM)
+    assert out[0, 3].item() == 0.5  # task mean
+    assert out[0, 8].item() == 1.5 / 4  # LLM 1 overall: 0, 1, 0, 0.5
+
+
+def test_model_shapes_and_cost_head_starts_at_catalog_estimate() -> None:
+    data, _ = small_graph()
+    model = RouterGNN({t: data[t].x.size(1) for t in data.node_types}, EDGE_DIMS, hidden_channels=8).eval()
+    q, l_, u = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 0]), torch.tensor([0, 1, 2])
+    base = torch.tensor([0.5, -1.0, 2.0])
+    logit, cost = model(
+        data.x_dict,
+        data.edge_index_dict,
+        data.collect("edge_attr"),
+        data[s.ANSWERED_BY].user,
+        data[s.QUERY_NODE].task,
+        q,
+        l_,
+        u,
+        base,
+    )
+    assert logit.shape == (3,) and torch.allclose(cost, base)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphroute import RouterConfig
+from graphroute.baselines import ROUTERS
+from graphroute.errors import NotFittedError
+from graphroute.evaluation import evaluate
+
+QUERIES = ["Write a SQL query that selects the unique rows from table t12.", "Who wrote the novel about the whale?"]
+
+
+@pytest.fixture(scope="module")
+def fitted(demo: tuple[pd.DataFrame, list], fast_config: RouterConfig) -> dict:
+    logs, llms = demo
+    return {name: cls(fast_config).fit(logs, llms) for name, cls in ROUTERS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_conformance(name: str, fitted: dict, fast_config: RouterConfig) -> None:
+    """Every router: NotFittedError before fit, fit returns self, shapes, effect in [0, 1], cost > 0."""
+    with pytest.raises(NotFittedError):
+        ROUTERS[name](fast_config).predict_outcomes(QUERIES)
+    router = fitted[name]
+    effect, cost = router.predict_outcomes(QUERIES, tasks=["code", None])
+    assert effect.shape == cost.shape == (2, len(router.llms_))
+    assert np.all((effect >= 0) & (effect <= 1)) and np.all(cost > 0)
+    assert len(router.route(QUERIES, alpha=0.5)) == 2
+    assert router.recommend(QUERIES[0], k=2)[0].rank == 1
+
+
+def test_knn_predicts_the_mean_of_its_neighbours(fitted: dict) -> None:
+    router = fitted["knn"]
+    batch = router.prepare(QUERIES)
+    effect, _ = router.predict_outcomes(batch)
+    from graphroute.graph.builder import nearest_neighbors
+
+    idx, _ = nearest_neighbors(batch.emb, router.ref_emb_, router.k_)
+    neighbours = router.ref_effect_[idx[0]]
+    for j in range(neighbours.shape[1]):
+        column = neighbours[:, j][~np.isnan(neighbours[:, j])]
+        expected = column.mean() if len(column) else router.prior_[j]
+        assert effect[0, j] == pytest.approx(expected)
+
+
+def test_routers_beat_random_on_demo(fitted: dict, dense_test: pd.DataFrame) -> None:
+    ev = evaluate(fitted, dense_test)
+    oracle, rnd = ev.scores["oracle"].reward[1.0], ev.scores["random"].reward[1.0]
+    assert oracle > ev.scores["graphroute"].reward[1.0] > rnd
+    assert ev.scores["task-best"].reward[1.0] > rnd
+    assert ev.scores["cheapest"].cost[0.2] <= min(sc.cost[0.2] for n, sc in ev.scores.items() if n != "oracle")
+    rows = ev.table_rows()
+    assert {r["router"] for r in rows} == set(ROUTERS) | {"oracle"}
+    assert all(0 <= float(r["aiq"]) <= 1 for r in rows)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphroute.encoders import EmbeddingCache, HashingEncoder, SentenceTransformerEncoder
+
+
+def test_hashing_is_deterministic_normalised_and_discriminative() -> None:
+    enc = HashingEncoder(64)
+    a = enc.encode(["solve for x", "solve for x", "write a poem about rain"])
+    assert a.shape == (3, 64) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(a[0], a[1])
+    assert a[0] @ a[2] < 0.9
+    np.testing.assert_array_equal(HashingEncoder(64).encode(["solve for x"])[0], a[0])
+    assert enc.count_tokens(["a b c", "x"]).tolist() == [3, 1]
+
+
+def test_cache_round_trip(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    key = EmbeddingCache.key("m", "text")
+    cache.put({key: np.arange(4, dtype=np.float32)})
+    np.testing.assert_array_equal(EmbeddingCache(tmp_path).get([key, "other"])[key], np.arange(4))
+
+
+def test_minilm_offline_with_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = SentenceTransformerEncoder(cache_dir=tmp_path)
+    texts = ["What is the capital of France?", "Write a sorting function in Python."]
+    first = enc.encode(texts)
+    assert first.shape == (2, 384)
+    assert float(first[0] @ first[1]) < 0.5
+    fresh = SentenceTransformerEncoder(cache_dir=tmp_path)
+    fresh._embed = lambda *a, **k: (_ for _ in ()).throw(AssertionError("cache missed"))  # type: ignore[method-assign]
+    np.testing.assert_allclose(fresh.encode(texts), first, atol=1e-6)
+    assert enc.count_tokens(["hello world"])[0] >= 2

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graphroute.metrics import Truth, aiq, frontier, gap_recovered, paired_bootstrap, score_choices
+
+
+def test_frontier_is_upper_hull_non_decreasing() -> None:
+    pts = [(1, 0.5), (2, 0.4), (3, 0.8), (2.5, 0.6), (4, 0.81)]
+    assert frontier(pts) == [(1, 0.5), (3, 0.8), (4, 0.81)]
+
+
+def test_aiq_of_a_flat_frontier_and_degenerate_costs() -> None:
+    # one point at cost 1, quality 0.6, extended flat to cost 2: area 0.6 over [1, 2] / 2
+    assert aiq([(1.0, 0.6)], 2.0) == pytest.approx(0.3)
+    assert np.isnan(aiq([(1.0, 0.6), (1.0, 0.7)], 1.0))
+
+
+def test_gap_and_bootstrap() -> None:
+    assert gap_recovered(0.6, 0.5, 0.7) == pytest.approx(0.5)
+    mean, lo, hi = paired_bootstrap(np.ones(100), np.zeros(100))
+    assert mean == lo == hi == 1.0
+    rng = np.random.default_rng(0)
+    mean, lo, hi = paired_bootstrap(rng.random(400), rng.random(400))
+    assert lo < mean < hi and lo < 0 < hi
+
+
+def test_score_choices_rewards() -> None:
+    effect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    cost = np.array([[1.0, 2.0], [1.0, 2.0]])
+    truth = Truth(effect, cost, np.array([[0.0, 1.0], [0.0, 1.0]]))
+    oracle = {a: truth.oracle_choice(a) for a in (1.0, 0.5, 0.2)}
+    sc = score_choices("oracle", truth, oracle)
+    assert sc.quality[1.0] == 1.0 and sc.cost[1.0] == 1.5
+    assert oracle[0.2].tolist() == [0, 0]  # at alpha 0.2 the cheap LLM wins even where it fails
+    assert sc.reward[0.5] == pytest.approx(0.25)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from graphroute import Router, RouterConfig
+from graphroute.errors import CorruptRouterError, DataValidationError, NotFittedError, UnknownLLMError
+
+QUERIES = [
+    "Write a Python function that returns the median of a list of integers.",
+    "Translate into German: 'We will visit the museum tomorrow.'",
+    "Solve for x: 3x + 4 = 19.",
+]
+
+
+def test_fit_returns_self_and_learned_state(fitted_router: Router) -> None:
+    r = fitted_router
+    assert r.llm_names_[0] == "tiny-fast" and len(r.user_ids_) == 8
+    assert r.history_.best_epoch >= 0 and r.history_.history
+    assert {"train_loss", "val_effect_loss"} <= set(r.history_.history[0])
+
+
+def test_not_fitted() -> None:
+    with pytest.raises(NotFittedError):
+        Router().recommend("hello")
+
+
+def test_recommend_ranked_with_effect_cost_utility(fitted_router: Router) -> None:
+    recs = fitted_router.recommend(QUERIES[0], user_id="user001", k=3, alpha=0.7)
+    assert [r.rank for r in recs] == [1, 2, 3]
+    assert recs[0].utility >= recs[1].utility >= recs[2].utility
+    assert all(0 <= r.effect <= 1 and r.cost > 0 for r in recs)
+
+
+def test_alpha_changes_the_choice_without_retraining(fitted_router: Router) -> None:
+    quality = fitted_router.route(QUERIES, alpha=1.0)
+    cheap = fitted_router.route(QUERIES, alpha=0.0)
+    prices = {m.name: m.input_price for m in fitted_router.llms_}
+    assert all(prices[c] == min(prices.values()) for c in cheap)
+    assert quality != cheap
+
+
+def test_candidates_restrict_and_unknown_candidate_errors(fitted_router: Router) -> None:
+    recs = fitted_router.recommend(QUERIES[1], k=5, candidates=["coder-7b", "writer-8b"])
+    assert {r.llm for r in recs} == {"coder-7b", "writer-8b"}
+    with pytest.raises(UnknownLLMError, match="gpt-9"):
+        fitted_router.recommend(QUERIES[1], candidates=["gpt-9"])
+    with pytest.raises(DataValidationError, match="empty query"):
+        fitted_router.recommend("  ")
+
+
+def test_predictions_do_not_depend_on_the_batch(fitted_router: Router) -> None:
+    alone, _ = fitted_router.predict_outcomes([QUERIES[2]])
+    together, _ = fitted_router.predict_outcomes(QUERIES)
+    np.testing.assert_allclose(alone[0], together[2], atol=1e-6)
+
+
+def test_unknown_user_gets_cold_start(fitted_router: Router) -> None:
+    a, _ = fitted_router.predict_outcomes(QUERIES, user_ids=["nobody"] * 3)
+    b, _ = fitted_router.predict_outcomes(QUERIES, user_ids=["someone-else"] * 3)
+    np.testing.assert_allclose(a, b)
+
+
+def test_save_load_identical_predictions(fitted_router: Router, tmp_path: Path) -> None:
+    fitted_router.save(tmp_path / "run")
+    loaded = Router.load(tmp_path / "run")
+    for f in ("config.json", "model.safetensors", "graph.pt", "vocab.json", "scalers.json"):
+        assert (tmp_path / "run" / f).is_file()
+    np.testing.assert_array_equal(fitted_router.predict_utility(QUERIES, 0.5), loaded.predict_utility(QUERIES, 0.5))
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert set(meta["versions"]) == {"graphroute", "torch", "torch_geometric"}
+    torch.load(tmp_path / "run" / "graph.pt", weights_only=True)  # plain tensors, no pickled objects
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated-weights"])
+def test_corrupt_saved_router(fitted_router: Router, tmp_path: Path, damage: str) -> None:
+    run = tmp_path / "run"
+    fitted_router.save(run)
+    if damage == "missing":
+        (run / "vocab.json").unlink()
+    elif damage == "garbage":
+        (run / "config.json").write_text("{not json")
+    else:
+        data = (run / "model.safetensors").read_bytes()
+        (run / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptRouterError, match=str(run)):
+        Router.load(run)
+
+
+def test_seeded_training_is_reproducible(demo: tuple[pd.DataFrame, list], fast_config: RouterConfig) -> None:
+    logs, llms = demo
+    cfg = fast_config.model_copy(update={"train": fast_config.train.model_copy(update={"epochs": 2})})
+    a = Router(cfg).fit(logs, llms).predict_utility(QUERIES, 0.5)
+    b = Router(cfg).fit(logs, llms).predict_utility(QUERIES, 0.5)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_training_lowers_validation_loss(demo: tuple[pd.DataFrame, list], fast_config: RouterConfig) -> None:
+    logs, llms = demo
+    hist = Router(fast_config).fit(logs, llms).history_
+    assert hist.best_val_loss < hist.history[0]["val_effect_loss"] + hist.history[0]["val_cost_loss"]
+
+
+def test_end_to_end_generate_train_save_load_recommend(tmp_path: Path, fast_config: RouterConfig) -> None:
+    from graphroute.data.io import read_catalog, read_interactions, write_catalog, write_interactions
+    from graphroute.data.synthetic import make_demo_logs
+
+    logs, llms = make_demo_logs(n_queries=300, n_users=5, seed=7)
+    write_interactions(logs, tmp_path / "logs.parquet")
+    write_catalog(llms, tmp_path / "llms.yaml")
+    catalog = read_catalog(tmp_path / "llms.yaml")
+    router = Router(fast_config).fit(read_interactions(tmp_path / "logs.parquet", catalog), catalog)
+    router.save(tmp_path / "run")
+    shutil.copytree(tmp_path / "run", tmp_path / "moved")
+    loaded = Router.load(tmp_path / "moved")
+    assert [r.llm for r in loaded.recommend(QUERIES[0], user_id="user002", k=2)] == [
+        r.llm for r in router.recommend(QUERIES[0], user_id="user002", k=2)
+    ]
