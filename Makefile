@@ -11,7 +11,8 @@ demo: env
 	.venv/bin/graphroute demo --out runs/demo
 
 test: env
-	.venv/bin/ruff check graphroute serving training tests benchmarks
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest -q
 
 bench: env

@@ -10,19 +10,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import pandas as pd
 import torch
 
+from graphroute.base import LogTables, QueryBatch
 from graphroute.config import RouterConfig
-from graphroute.costs import CostScaler
+from graphroute.costs import CostScaler, catalog_costs
 from graphroute.errors import CorruptRouterError
 from graphroute.schema import LLMProfile
+from graphroute.users import UserPreference
 
 if TYPE_CHECKING:
     from graphroute.router import Router
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
-FILES = ("config.json", "model.safetensors", "graph.pt", "vocab.json", "scalers.json", "arrays.safetensors")
+FILES = (
+    "config.json",
+    "model.safetensors",
+    "graph.pt",
+    "vocab.json",
+    "scalers.json",
+    "arrays.safetensors",
+    "queries.parquet",
+    "log.parquet",
+    "users.json",
+)
 R = TypeVar("R", bound="Router")
 
 
@@ -59,9 +72,17 @@ def save_router(router: Router, path: Path) -> None:
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
     arrays = {
         name: torch.as_tensor(np.ascontiguousarray(getattr(router, name)))
-        for name in ("task_centroids_", "ref_emb_", "user_x_", "llm_x_", "task_x_")
+        for name in ("task_centroids_", "user_x_", "llm_x_", "task_x_")
     }
+    q = router.tables_.queries
+    arrays.update(query_emb=torch.as_tensor(q.emb), query_tokens=torch.as_tensor(q.tokens))
     save_file(arrays, str(path / "arrays.safetensors"))
+    pd.DataFrame(
+        {"query_id": router.tables_.query_ids, "query": q.texts, "task": q.tasks, "user_id": q.user_ids}
+    ).to_parquet(path / "queries.parquet", index=False)
+    router.tables_.frame.to_parquet(path / "log.parquet", index=False)
+    prefs = {u: p.to_dict() for u, p in router.user_prefs_.items()}
+    (path / "users.json").write_text(json.dumps(prefs))
 
 
 def load_router(cls: type[R], path: Path) -> R:
@@ -101,10 +122,24 @@ def _load(cls: type[R], path: Path) -> R:
     scalers = json.loads((path / "scalers.json").read_text())
     router.cost_scaler_ = CostScaler.from_dict(scalers["cost"])
     router.log_cost_stats_ = (float(scalers["log_cost"][0]), float(scalers["log_cost"][1]))
-    for name, tensor in load_file(str(path / "arrays.safetensors")).items():
-        setattr(router, name, tensor.numpy())
+    arrays = {name: tensor.numpy() for name, tensor in load_file(str(path / "arrays.safetensors")).items()}
+    emb, tokens = arrays.pop("query_emb"), arrays.pop("query_tokens")
+    for name, array in arrays.items():
+        setattr(router, name, array)
+    queries = pd.read_parquet(path / "queries.parquet")
+    batch = QueryBatch(
+        queries["query"].tolist(),
+        queries["task"].tolist(),
+        queries["user_id"].tolist(),
+        emb,
+        tokens,
+        catalog_costs(tokens, router.llms_),
+    )
+    router.tables_ = LogTables(batch, queries["query_id"].tolist(), pd.read_parquet(path / "log.parquet"))
+    raw = json.loads((path / "users.json").read_text())
+    router.user_prefs_ = {u: UserPreference.from_dict(p) for u, p in raw.items()}
     router.graph_ = HeteroData.from_dict(torch.load(path / "graph.pt", weights_only=True))
-    shape = meta["model_shape"]
+    shape = router.model_shape_ = meta["model_shape"]
     router.model_ = RouterGNN(
         shape["in_channels"], {tuple(k.split("|")): v for k, v in shape["edge_dims"].items()}, **shape["kwargs"]
     )

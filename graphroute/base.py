@@ -64,6 +64,28 @@ class LogTables:
         frame = pd.concat([self.frame, other.frame.assign(q=other.frame["q"] + len(self.query_ids))])
         return LogTables(queries, self.query_ids + other.query_ids, frame.reset_index(drop=True))
 
+    def merge(self, other: LogTables) -> LogTables:
+        """Both tables as one; queries of ``other`` already here keep their row, new ones are appended."""
+        position = {q: i for i, q in enumerate(self.query_ids)}
+        fresh = [i for i, q in enumerate(other.query_ids) if q not in position]
+        for offset, i in enumerate(fresh):
+            position[other.query_ids[i]] = len(self.query_ids) + offset
+        a, b = self.queries, other.queries
+        queries = QueryBatch(
+            a.texts + [b.texts[i] for i in fresh],
+            a.tasks + [b.tasks[i] for i in fresh],
+            a.user_ids + [b.user_ids[i] for i in fresh],
+            np.concatenate([a.emb, b.emb[fresh]]),
+            np.concatenate([a.tokens, b.tokens[fresh]]),
+            np.concatenate([a.base_cost, b.base_cost[fresh]]),
+        )
+        rows = other.frame.assign(q=[position[q] for q in other.frame[s.QUERY_ID]])
+        return LogTables(
+            queries,
+            self.query_ids + [other.query_ids[i] for i in fresh],
+            pd.concat([self.frame, rows]).reset_index(drop=True),
+        )
+
     def outcome_matrix(self, n_llms: int, column: str = s.EFFECT) -> np.ndarray:
         """Mean observed value per (query, LLM); NaN where unobserved. Shapes: → (N, L)."""
         out = np.full((len(self.query_ids), n_llms), np.nan)
@@ -189,8 +211,15 @@ class BaseRouter:
         """Utility of every LLM at alpha (the config default when None). Shapes: → (N, L)."""
         batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
         effect, cost = self._predict(batch)
+        a, affinity = self._preferences(batch, alpha)
+        return policy.utilities(effect, self.cost_scaler_.transform(cost, batch.tasks), a) + affinity
+
+    def _preferences(self, batch: QueryBatch, alpha: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Trade-off per row and LLM affinities per row. Shapes: → (N,), (N, L). Routers that know users
+        override this; the default is the request's alpha (or the config's) and no affinity."""
+        policy.check_alpha(alpha)
         a = self.config.policy.alpha if alpha is None else alpha
-        return policy.utilities(effect, self.cost_scaler_.transform(cost, batch.tasks), a)
+        return np.full(len(batch), a), np.zeros((len(batch), len(self.llms_)))
 
     def allowed_mask(self, candidates: Sequence[str] | None = None) -> np.ndarray:
         """Enabled LLMs, restricted to ``candidates`` when given. Shapes: → (L,)."""
@@ -233,9 +262,9 @@ class BaseRouter:
         """The k best LLMs for one query, with predicted effect, cost and utility."""
         batch = self.prepare([query], [task], [user_id])
         effect, cost = self._predict(batch)
-        a = self.config.policy.alpha if alpha is None else alpha
+        a, affinity = self._preferences(batch, alpha)
         norm = self.cost_scaler_.transform(cost, batch.tasks)
-        utility = policy.utilities(effect, norm, a)
+        utility = policy.utilities(effect, norm, a) + affinity
         allowed = self.allowed_mask(candidates)
         order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(k, 1)]
         return [

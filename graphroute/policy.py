@@ -7,6 +7,14 @@ import numpy as np
 TIE_EPSILON = 1e-6  # cost breaks ties between equal predicted utilities (GUIDE §4)
 
 
+def check_alpha(alpha: float | None) -> None:
+    """A request's trade-off must lie in [0, 1] (None = the user's or the default)."""
+    from graphroute.errors import DataValidationError
+
+    if alpha is not None and not (isinstance(alpha, int | float) and 0.0 <= float(alpha) <= 1.0):
+        raise DataValidationError(f"alpha: must lie in [0, 1] (value {alpha!r})")
+
+
 def utilities(effect: np.ndarray, normalized_cost: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
     """alpha·effect − (1−alpha)·ĉ, minus a hair of cost so ties go to the cheaper LLM.
 

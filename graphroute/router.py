@@ -16,6 +16,7 @@ from graphroute.base import BaseRouter, LogTables, QueryBatch
 from graphroute.features import llm_features, query_features, task_features, user_features
 from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph
 from graphroute.nn.model import RouterGNN
+from graphroute.onboarding import OnboardingMixin
 from graphroute.training import Labels, TrainResult, fit_model
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ EDGE_DIMS = {
 }
 
 
-class Router(BaseRouter):
+class Router(OnboardingMixin, BaseRouter):
     """Inductive GNN router: predicts effect and cost per (user, query, LLM) and routes at any trade-off.
 
     Example:
@@ -68,9 +69,15 @@ class Router(BaseRouter):
         self.history_: TrainResult = fit_model(
             self.model_, graph, self._labels(train), val_graph, self._labels(val, new), self.config.train
         )
-        final = train.concat(val)  # validation queries become neighbours once selection is over
-        self.graph_ = self._graph(final)
-        self.ref_emb_ = final.queries.emb
+        self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
+        self.graph_ = self._graph(self.tables_)
+        self.user_prefs_ = {}
+        self._fit_preferences(self.user_ids_)
+
+    @property
+    def ref_emb_(self) -> np.ndarray:
+        """Embeddings of the reference queries (the graph's query nodes), the pool new queries link to."""
+        return self.tables_.queries.emb
 
     def _cost_z(self, cost: np.ndarray) -> np.ndarray:
         mu, sd = self.log_cost_stats_
@@ -122,7 +129,7 @@ class Router(BaseRouter):
             query=nodes[q] if nodes is not None else q,
             llm=torch.tensor(f["l"].to_numpy(), dtype=torch.long),
             user=torch.as_tensor(self._user_index(f[s.USER_ID].tolist())),
-            effect=torch.as_tensor(f[s.EFFECT].to_numpy(dtype=float), dtype=torch.float32),
+            effect=torch.tensor(f[s.EFFECT].to_numpy(dtype=float), dtype=torch.float32),
             cost_z=torch.as_tensor(self._cost_z(f[s.COST].to_numpy()), dtype=torch.float32),
             base_cost_z=torch.as_tensor(self._cost_z(base), dtype=torch.float32),
         )

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from graphroute import LLMProfile, Router
+from graphroute.errors import DataValidationError, UnknownLLMError
+
+QUERY = "Who wrote the novel about the whale?"  # trivia: a cheap and a dear LLM both have a case
+
+
+def weights(router: Router) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in router.model_.state_dict().items()}
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture()
+def router(fitted_router: Router, tmp_path: Path) -> Router:
+    fitted_router.save(tmp_path / "copy")
+    return Router.load(tmp_path / "copy")  # a private copy each test may change
+
+
+def choices_for(router: Router, cheap: bool) -> pd.DataFrame:
+    """Eight queries where the user saw the cheapest and the dearest LLM and picked one of them."""
+    queries = router.tables_.queries.texts[:8]
+    prices = {m.name: m.input_price for m in router.llms_}
+    low, high = min(prices, key=prices.get), max(prices, key=prices.get)
+    rows = []
+    for q in queries:
+        rows.append({"query": q, "llm": low, "effect": 0.4, "chosen": cheap})
+        rows.append({"query": q, "llm": high, "effect": 0.9, "chosen": not cheap})
+    return pd.DataFrame(rows)
+
+
+def test_opposite_users_get_different_top1_without_weight_changes(router: Router, tmp_path: Path) -> None:
+    before = weights(router)
+    router.update_user("saver", choices_for(router, cheap=True))
+    router.update_user("spender", choices_for(router, cheap=False))
+    assert same_weights(before, weights(router))
+    assert router.user_profile("saver")["alpha"] < 0.5 < router.user_profile("spender")["alpha"]
+    top = {u: router.recommend(QUERY, user_id=u, k=1)[0].llm for u in ("saver", "spender")}
+    assert top["saver"] != top["spender"]
+    assert router.recommend(QUERY, user_id="saver", k=1, alpha=1.0)[0].llm != top["saver"]  # request overrides
+    router.save(tmp_path / "after")
+    loaded = Router.load(tmp_path / "after")
+    assert loaded.recommend(QUERY, user_id="saver", k=1)[0].llm == top["saver"]
+    assert loaded.user_profile("spender")["interactions"] == 16
+
+
+def test_unknown_user_is_cold_start_not_someone_else(router: Router) -> None:
+    router.update_user("saver", choices_for(router, cheap=True))
+    profile = router.user_profile("never-seen")
+    assert not profile["known"] and profile["alpha"] == router.config.policy.alpha
+    cold = router.recommend(QUERY, user_id="never-seen", k=6)
+    default = router.recommend(QUERY, user_id="another-stranger", k=6)
+    assert [r.llm for r in cold] == [r.llm for r in default]
+
+
+def test_add_llm_routable_at_once_and_saved(router: Router, tmp_path: Path) -> None:
+    before = weights(router)
+    new = LLMProfile(
+        name="math-pro",
+        description="Excellent at mathematics, algebra and proofs.",
+        input_price=0.05,
+        output_price=0.05,
+    )
+    probes = [{"query": q, "effect": 1.0} for q in router.tables_.queries.texts[:10]]
+    router.add_llm(new, probes=probes)
+    assert same_weights(before, weights(router))
+    assert "math-pro" in {r.llm for r in router.recommend(QUERY, k=7)}
+    assert router.predict_outcomes([QUERY])[0].shape == (1, 7)
+    router.save(tmp_path / "with-new")
+    assert Router.load(tmp_path / "with-new").llm_names_[-1] == "math-pro"
+    with_probes = router.predict_outcomes([QUERY])[0][0, -1]
+    bare = Router.load(tmp_path / "with-new")
+    bare.remove_llm("math-pro")
+    bare.add_llm(new)  # description only
+    assert with_probes > bare.predict_outcomes([QUERY])[0][0, -1]
+
+
+def test_disable_and_remove(router: Router) -> None:
+    router.disable_llm("math-13b")
+    assert "math-13b" not in {r.llm for r in router.recommend(QUERY, k=6)}
+    router.disable_llm("math-13b", disabled=False)
+    router.remove_llm("tiny-fast")
+    assert "tiny-fast" not in router.llm_names_ and router.predict_outcomes([QUERY])[0].shape == (1, 5)
+    with pytest.raises(UnknownLLMError, match="nope"):
+        router.disable_llm("nope")
+
+
+@pytest.mark.parametrize(
+    ("profile", "probes", "match"),
+    [
+        (
+            {"name": "x", "description": "ok", "input_price": 1, "output_price": 1},
+            [{"query": "a prompt the router never saw", "effect": 1}],
+            "field 'query'",
+        ),
+        ({"name": "x", "description": "ok", "input_price": 1, "output_price": 1}, "KNOWN:1.5", "column 'effect'"),
+        ({"name": "coder-7b", "description": "dup", "input_price": 1, "output_price": 1}, None, "duplicate LLM"),
+        ({"name": "x", "description": "  ", "input_price": 1, "output_price": 1}, None, "field description"),
+    ],
+)
+def test_bad_onboarding_input(router: Router, profile: dict, probes: object, match: str) -> None:
+    if probes == "KNOWN:1.5":
+        probes = [{"query": router.tables_.queries.texts[0], "effect": 1.5}]
+    with pytest.raises(DataValidationError, match=match):
+        router.add_llm(profile, probes=probes)  # type: ignore[arg-type]
+    assert len(router.llms_) == 6  # nothing half-added
+
+
+def test_bad_user_input(router: Router) -> None:
+    with pytest.raises(DataValidationError, match="user_id"):
+        router.update_user("", [{"query": "q", "llm": "coder-7b", "effect": 1}])
+    with pytest.raises(DataValidationError, match="column 'effect'"):
+        router.update_user("u", [{"query": "q", "llm": "coder-7b", "effect": 3}])
+    with pytest.raises(DataValidationError, match="alpha"):
+        router.recommend(QUERY, alpha=1.5)
