@@ -88,18 +88,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from graphroute.bench.report import dump_json
-    from graphroute.bench.routing import DATASETS, format_results, run_routing
 
-    if args.protocol != "routing":
-        raise GraphRouteError(f"unknown benchmark {args.protocol!r}; available: routing")
-    root = Path(args.data_root)
-    missing = [d for d in args.datasets if not (root / d).exists()]
+    root, out = Path(args.data_root), Path(args.out)
+    needed = args.datasets if args.protocol == "routing" else ["llmrouter-9llm"]
+    missing = [d for d in needed if not (root / d).exists()]
     if missing:
         print(f"benchmark data missing under {root}: {missing}; nothing to run", file=sys.stderr)
         return 3
-    results = run_routing(root, _config(args), args.datasets or list(DATASETS), args.routers, Path(args.out))
-    print(format_results(results))
-    print(dump_json(results, Path(args.out) / "routing.json"))
+    out.mkdir(parents=True, exist_ok=True)
+    if args.protocol == "routing":
+        from graphroute.bench.routing import format_results, run_routing
+
+        results = run_routing(root, _config(args), args.datasets, args.routers, out)
+        print(format_results(results))
+    elif args.protocol == "users":
+        from graphroute.bench.users import format_users, plot_users, run_users
+
+        results = run_users(root, _config(args), n_users=args.users)
+        print(format_users(results))
+        plot_users(results, out / "users_reward_vs_k.png")
+    else:
+        from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
+
+        results = run_new_llm(root, _config(args))
+        print(format_new_llm(results))
+        plot_new_llm(results, out / "new_llm_reward_vs_probes.png")
+    print(dump_json(results, out / f"{args.protocol}.json"))
     return 0
 
 
@@ -211,10 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
         help="Run a benchmark protocol on ../shared/data (JSON + table + PNG).",
-        description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and "
-        "every baseline, paired-bootstrap intervals.",
+        description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and every baseline, "
+        "paired-bootstrap intervals. users (P3): simulated users on llmrouter-9llm, personalised vs "
+        "user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held "
+        "out of training and onboarded from its description, then with 10 and 50 probes.",
     )
-    p.add_argument("protocol", choices=["routing"], help="Which protocol of GUIDE §5.")
+    p.add_argument("protocol", choices=["routing", "users", "new-llm"], help="Which protocol of GUIDE §5.")
+    p.add_argument("--users", type=int, default=200, help="Simulated users for `users` (default 200).")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help=f"Benchmark data (default {DEFAULT_DATA}).")
     p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--routers", nargs="*", default=list(ROUTERS), choices=list(ROUTERS))

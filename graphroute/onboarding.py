@@ -17,6 +17,7 @@ from graphroute.costs import catalog_costs, fill_costs
 from graphroute.data.io import catalog_from_records, validate_interactions
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.features import llm_features, user_features
+from graphroute.graph.builder import nearest_neighbors
 from graphroute.schema import LLMProfile
 from graphroute.users import UserPreference, choices_of, fit_preference
 
@@ -181,7 +182,23 @@ class OnboardingMixin:
         frame = self.tables_.frame
         users = frame[frame[s.USER_ID].isin(set(router.user_ids_))]
         router.user_x_ = user_features(users, router.user_ids_, router._cost_z(users[s.COST].to_numpy()))
-        self.graph_ = router._graph(self.tables_)
+        self.graph_ = router._graph(self.tables_, self._neighbors())
+
+    def _neighbors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity lists of the reference queries, searched only for queries added since the last call;
+        earlier queries keep their lists until the next fit (new queries still serve as neighbours of every
+        query routed later, which searches the whole pool)."""
+        router: Any = self
+        emb, k = self.tables_.queries.emb, router.config.graph.k_neighbors
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_knn_cache", None)
+        done = 0 if cached is None else len(cached[0])
+        if cached is None or done > len(emb) or cached[0].shape[1] != min(k, len(emb) - 1):
+            cached = nearest_neighbors(emb, emb, k, exclude_self=True)
+        elif done < len(emb):
+            idx, sim = nearest_neighbors(emb[done:], emb, k, exclude_self=True, offset=done)
+            cached = (np.concatenate([cached[0], idx]), np.concatenate([cached[1], sim]))
+        self._knn_cache = cached
+        return cached
 
 
 def _rows_batch(queries: QueryBatch, rows: np.ndarray, user_ids: pd.Series) -> QueryBatch:

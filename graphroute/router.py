@@ -70,7 +70,7 @@ class Router(OnboardingMixin, BaseRouter):
             self.model_, graph, self._labels(train), val_graph, self._labels(val, new), self.config.train
         )
         self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
-        self.graph_ = self._graph(self.tables_)
+        self.graph_ = self._graph(self.tables_, self._neighbors())
         self.user_prefs_ = {}
         self._fit_preferences(self.user_ids_)
 
@@ -88,7 +88,7 @@ class Router(OnboardingMixin, BaseRouter):
         cold = len(self.user_ids_)
         return np.array([index.get(u, cold) for u in user_ids], dtype=np.int64)
 
-    def _graph(self, tables: LogTables) -> object:
+    def _graph(self, tables: LogTables, neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> object:
         f = tables.frame
         outcomes = {
             "q": f["q"].to_numpy(),
@@ -108,6 +108,7 @@ class Router(OnboardingMixin, BaseRouter):
             outcomes,
             q.emb,
             self.config.graph.k_neighbors,
+            neighbors,
         )
 
     def _attach(self, graph: object, ref_emb: np.ndarray, batch: QueryBatch) -> tuple[object, torch.Tensor]:

@@ -24,9 +24,12 @@ def _t(array: np.ndarray | Sequence[float], dtype: torch.dtype = torch.float32) 
 
 
 def nearest_neighbors(
-    emb: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 4096
+    emb: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 4096, offset: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k cosine neighbours of each row of ``emb`` among ``ref``. Shapes: (N, D), (M, D) → (N, k), (N, k)."""
+    """Top-k cosine neighbours of each row of ``emb`` among ``ref``. Shapes: (N, D), (M, D) → (N, k), (N, k).
+
+    With ``exclude_self``, row i of ``emb`` is row ``offset + i`` of ``ref`` and is not its own neighbour.
+    """
     k = min(k, len(ref) - int(exclude_self))
     idx = np.zeros((len(emb), max(k, 0)), dtype=np.int64)
     sim = np.zeros((len(emb), max(k, 0)), dtype=np.float32)
@@ -36,7 +39,7 @@ def nearest_neighbors(
         block = emb[start : start + chunk] @ ref.T
         if exclude_self:
             rows = np.arange(block.shape[0])
-            block[rows, rows + start] = -np.inf
+            block[rows, rows + start + offset] = -np.inf
         part = np.argpartition(-block, k - 1, axis=1)[:, :k]
         part_sim = np.take_along_axis(block, part, axis=1)
         order = np.argsort(-part_sim, axis=1, kind="stable")
@@ -61,6 +64,7 @@ def build_graph(
     outcomes: dict[str, np.ndarray],
     query_emb: np.ndarray,
     k_neighbors: int,
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> HeteroData:
     """The reference graph of training queries.
 
@@ -68,6 +72,7 @@ def build_graph(
         query_x: (Q, Fq) query features; query_emb (Q, D) their unit embeddings for the similarity edges.
         query_task: (Q,) task index of each query.
         outcomes: arrays q, l, u, effect, chosen, cost_z of equal length E (one per observed outcome).
+        neighbors: precomputed (Q, k) neighbour indices and similarities, to skip the kNN search.
     """
     data = HeteroData()
     data[s.QUERY_NODE].x = _t(query_x)
@@ -88,7 +93,7 @@ def build_graph(
     uq = torch.unique(torch.stack([u, q]), dim=1)
     data[s.ASKS].edge_index = uq
     data[s.REV_ASKS].edge_index = uq.flip(0)
-    idx, sim = nearest_neighbors(query_emb, query_emb, k_neighbors, exclude_self=True)
+    idx, sim = neighbors or nearest_neighbors(query_emb, query_emb, k_neighbors, exclude_self=True)
     _set_similarity(data, idx, sim, np.arange(len(query_emb)))
     data.validate(raise_on_error=True)
     return data

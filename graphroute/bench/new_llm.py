@@ -1,0 +1,113 @@
+"""P2 new LLM: hold each LLM out of training, onboard it from its description alone and with 10 and 50 probe
+outcomes, and compare with the router trained with it (GUIDE §5)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from graphroute import schema as s
+from graphroute.config import RouterConfig
+from graphroute.data.adapters import load_llmrouter
+from graphroute.evaluation import evaluate
+from graphroute.router import Router
+
+logger = logging.getLogger(__name__)
+PROBES = (0, 10, 50)
+
+
+def _score(router: Router, test: object) -> dict[str, float]:
+    sc = evaluate({"r": router}, test).scores["r"]  # type: ignore[arg-type]
+    return {"reward@0.5": round(sc.reward[0.5], 4), "reward@1.0": round(sc.reward[1.0], 4), "aiq": round(sc.aiq, 4)}
+
+
+def run_new_llm(
+    data_root: Path,
+    config: RouterConfig,
+    held_out: Sequence[str] | None = None,
+    probes: Sequence[int] = PROBES,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Per held-out LLM: reward@0.5 and AIQ after onboarding with n probes, as % of the router trained with it."""
+    bench = load_llmrouter(data_root / "llmrouter-9llm")
+    test = bench.tests["test"]
+    reference = _score(Router(config).fit(bench.train, bench.llms), test)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    for llm in held_out or [m.name for m in bench.llms]:
+        profile = next(m for m in bench.llms if m.name == llm)
+        others = [m for m in bench.llms if m.name != llm]
+        router = Router(config).fit(bench.train[bench.train[s.LLM] != llm], others)
+        truth = bench.train[bench.train[s.LLM] == llm].set_index(s.QUERY)[s.EFFECT]
+        known = [q for q in router.tables_.queries.texts if q in truth.index]
+        with tempfile.TemporaryDirectory() as tmp:
+            router.save(Path(tmp) / "without")
+            row: dict[str, object] = {"llm": llm, "without_it": _score(router, test[test[s.LLM] != llm])}
+            for n in probes:
+                onboarded = Router.load(Path(tmp) / "without")
+                picked = rng.choice(known, size=n, replace=False).tolist() if n else []
+                onboarded.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
+                score = _score(onboarded, test)
+                row[f"probes={n}"] = {
+                    **score,
+                    "pct_reward@0.5": round(score["reward@0.5"] / reference["reward@0.5"] * 100, 1),
+                    "pct_aiq": round(score["aiq"] / reference["aiq"] * 100, 1),
+                }
+            logger.info("%s: %s", llm, row)
+            rows.append(row)
+    summary = {
+        f"probes={n}": {
+            "mean_pct_reward@0.5": round(float(np.mean([r[f"probes={n}"]["pct_reward@0.5"] for r in rows])), 1),
+            "min_pct_reward@0.5": round(float(np.min([r[f"probes={n}"]["pct_reward@0.5"] for r in rows])), 1),
+        }
+        for n in probes
+    }
+    return {"reference_trained_with_all": reference, "per_llm": rows, "summary": summary}
+
+
+def format_new_llm(results: dict[str, object]) -> str:
+    """One row per held-out LLM: % of the reference reward@0.5 per number of probes."""
+    from graphroute.bench.report import format_table
+
+    rows = []
+    for row in results["per_llm"]:  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "held-out LLM": row["llm"],
+                "without it (reward@0.5)": row["without_it"]["reward@0.5"],
+                **{f"{k} %": v["pct_reward@0.5"] for k, v in row.items() if k.startswith("probes")},
+            }
+        )
+    ref = results["reference_trained_with_all"]  # type: ignore[index]
+    return f"reference reward@0.5 {ref['reward@0.5']}, AIQ {ref['aiq']}\n{format_table(rows)}"
+
+
+def plot_new_llm(results: dict[str, object], path: Path) -> None:
+    """% of the reference reward@0.5 versus probes, one line per held-out LLM."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in results["per_llm"]:  # type: ignore[attr-defined]
+        keys = [k for k in row if k.startswith("probes")]
+        ax.plot(
+            [int(k.split("=")[1]) for k in keys],
+            [row[k]["pct_reward@0.5"] for k in keys],
+            marker="o",
+            label=row["llm"][:22],
+            alpha=0.8,
+        )
+    ax.axhline(90, ls="--", color="k", lw=1)
+    ax.set_xlabel("probe outcomes given at onboarding")
+    ax.set_ylabel("reward@0.5, % of the router trained with it")
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
