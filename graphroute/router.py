@@ -14,7 +14,8 @@ import torch
 from graphroute import schema as s
 from graphroute.base import BaseRouter, LogTables, QueryBatch
 from graphroute.features import llm_features, query_features, task_features, user_features
-from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph
+from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph, nearest_neighbors
+from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
 from graphroute.onboarding import OnboardingMixin
 from graphroute.training import Labels, TrainResult, fit_model
@@ -138,28 +139,31 @@ class Router(OnboardingMixin, BaseRouter):
     # ----- predict -----
     @torch.no_grad()
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
-        self.model_.eval()
+        cache = self._inference_cache()
+        mu, sd = self.log_cost_stats_
         effects, costs = [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = _slice(batch, start, start + PREDICT_CHUNK)
-            graph, new = self._attach(self.graph_, self.ref_emb_, part)
-            n, n_llms = len(part), len(self.llms_)
-            users = torch.as_tensor(self._user_index(part.user_ids))
-            logit, cost_z = self.model_(
-                graph.x_dict,
-                graph.edge_index_dict,
-                graph.collect("edge_attr"),
-                graph[s.ANSWERED_BY].user,
-                graph[s.QUERY_NODE].task,
-                new.repeat_interleave(n_llms),
-                torch.arange(n_llms).repeat(n),
-                users.repeat_interleave(n_llms),
-                torch.as_tensor(self._cost_z(part.base_cost).reshape(-1), dtype=torch.float32),
+            idx, sim = nearest_neighbors(part.emb, self.ref_emb_, self.config.graph.k_neighbors)
+            logit, cost_z = cache.predict(
+                torch.as_tensor(query_features(part.emb, part.tokens)),
+                torch.as_tensor(self.task_index(part.tasks, part.emb)),
+                torch.as_tensor(self._user_index(part.user_ids)),
+                torch.as_tensor(idx),
+                torch.as_tensor(sim),
+                torch.as_tensor(self._cost_z(part.base_cost), dtype=torch.float32),
             )
-            mu, sd = self.log_cost_stats_
-            effects.append(torch.sigmoid(logit).view(n, n_llms).numpy())
-            costs.append(np.exp(cost_z.view(n, n_llms).numpy() * sd + mu))
+            effects.append(torch.sigmoid(logit).numpy())
+            costs.append(np.exp(cost_z.numpy() * sd + mu))
         return np.concatenate(effects).astype(float), np.concatenate(costs).astype(float)
+
+    def _inference_cache(self) -> InferenceCache:
+        """Reference-graph states for the current graph and weights (rebuilt when either changes)."""
+        graph, model, cache = getattr(self, "_cache", (None, None, None))
+        if graph is not self.graph_ or model is not self.model_ or cache is None:
+            cache = InferenceCache(self.model_, self.graph_)
+            self._cache = (self.graph_, self.model_, cache)
+        return cache
 
     def node_names(self) -> dict[str, list[str]]:
         """Display names per node type, for exports and plots."""

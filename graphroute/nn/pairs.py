@@ -64,6 +64,27 @@ class PairEvidence(nn.Module):
         llm: Tensor,
         user: Tensor,
     ) -> Tensor:
+        tables = self.tables(outcome_index, effect, has_effect, chosen, outcome_user, num_nodes, query_task)
+        wanted = torch.zeros(num_nodes["query"], dtype=torch.bool, device=query.device)
+        wanted[query] = True
+        keep = wanted[sim_index[1]]  # only the similarity edges into the queries asked about
+        src, dst = sim_index[0][keep], sim_index[1][keep]
+        return self.gather(
+            tables, src, dst, sim[keep], query_task, num_nodes["query"], query, query_task[query], llm, user
+        )
+
+    def tables(
+        self,
+        outcome_index: Tensor,
+        effect: Tensor,
+        has_effect: Tensor,
+        chosen: Tensor,
+        outcome_user: Tensor,
+        num_nodes: dict[str, int],
+        query_task: Tensor,
+    ) -> dict[str, Tensor]:
+        """Per-graph aggregates of the visible outcomes; they depend only on the reference graph, so serving
+        computes them once per graph version. Shapes: q_* (Q, L), t_* (T, L), u_*/c_* (U, L), llm_mean (L,)."""
         n_q, n_l, n_t, n_u = (num_nodes[k] for k in ("query", "llm", "task", "user"))
         rated = has_effect > 0
         q_e, l_e = outcome_index[0][rated], outcome_index[1][rated]
@@ -71,48 +92,73 @@ class PairEvidence(nn.Module):
         q_sum, q_cnt = _mean_table(q_e, l_e, eff, n_q, n_l)
         llm_mean = q_sum.sum(0) / q_cnt.sum(0).clamp(min=1)
         llm_mean = torch.where(q_cnt.sum(0) > 0, llm_mean, torch.full_like(llm_mean, 0.5))
-        fallback = llm_mean[llm]
-
-        # query ← similar query → LLM, only into the queries asked about
-        wanted = torch.zeros(n_q, dtype=torch.bool, device=query.device)
-        wanted[query] = True
-        keep = wanted[sim_index[1]]
-        src, dst, s = sim_index[0][keep], sim_index[1][keep], sim[keep]
-        weight = torch.exp((s - 1.0) / self.log_temperature.exp())
-        knn_w = self._spread(src, dst, weight, q_sum, q_cnt, n_q)
-        knn_u = self._spread(src, dst, torch.ones_like(weight), q_sum, q_cnt, n_q)
-        same = (query_task[src] == query_task[dst]).float()
-        knn_t = self._spread(src, dst, weight * same, q_sum, q_cnt, n_q)
-
         t_sum, t_cnt = _mean_table(query_task[q_e], l_e, eff, n_t, n_l)
         u_sum, u_cnt = _mean_table(outcome_user[rated], l_e, eff, n_u, n_l)
         has_choice = chosen != 0.5
         c_sum, c_cnt = _mean_table(outcome_user[has_choice], outcome_index[1][has_choice], chosen[has_choice], n_u, n_l)
-        task = query_task[query]
+        return {
+            "q_mean": q_sum / q_cnt.clamp(min=1),
+            "q_seen": (q_cnt > 0).float(),
+            "t_sum": t_sum,
+            "t_cnt": t_cnt,
+            "u_sum": u_sum,
+            "u_cnt": u_cnt,
+            "c_sum": c_sum,
+            "c_cnt": c_cnt,
+            "llm_mean": llm_mean,
+        }
+
+    def gather(
+        self,
+        tab: dict[str, Tensor],
+        src: Tensor,
+        dst: Tensor,
+        sim: Tensor,
+        query_task: Tensor,
+        n_rows: int,
+        row: Tensor,
+        task: Tensor,
+        llm: Tensor,
+        user: Tensor,
+    ) -> Tensor:
+        """Evidence of the pairs (row, llm, user) from neighbour edges src (reference query) → dst (row).
+
+        Shapes: src, dst, sim (S,); row, task, llm, user (P,) → (P, PAIR_DIM); dst and row index [0, n_rows).
+        ``query_task`` gives the task of reference queries; ``task`` that of each pair's row.
+        """
+        fallback = tab["llm_mean"][llm]
+        weight = torch.exp((sim - 1.0) / self.log_temperature.exp())
+        row_task = torch.full((n_rows,), -1, dtype=torch.long, device=task.device)
+        row_task[row] = task
+        same = (query_task[src] == row_task[dst]).float()
+        knn_w = self._spread(src, dst, weight, tab, n_rows)
+        knn_u = self._spread(src, dst, torch.ones_like(weight), tab, n_rows)
+        knn_t = self._spread(src, dst, weight * same, tab, n_rows)
         feats = [
-            self._ratio(knn_w[0][query, llm], knn_w[1][query, llm], fallback),
-            self._ratio(knn_u[0][query, llm], knn_u[1][query, llm], fallback),
-            torch.log1p(knn_u[1][query, llm]),
-            self._ratio(t_sum[task, llm], t_cnt[task, llm], fallback),
-            torch.log1p(t_cnt[task, llm]) / 5,
-            self._ratio(u_sum[user, llm], u_cnt[user, llm], fallback),
-            torch.log1p(u_cnt[user, llm]) / 5,
-            self._ratio(c_sum[user, llm], c_cnt[user, llm], torch.full_like(fallback, 0.5)),
+            self._ratio(knn_w[0][row, llm], knn_w[1][row, llm], fallback),
+            self._ratio(knn_u[0][row, llm], knn_u[1][row, llm], fallback),
+            torch.log1p(knn_u[1][row, llm]),
+            self._ratio(tab["t_sum"][task, llm], tab["t_cnt"][task, llm], fallback),
+            torch.log1p(tab["t_cnt"][task, llm]) / 5,
+            self._ratio(tab["u_sum"][user, llm], tab["u_cnt"][user, llm], fallback),
+            torch.log1p(tab["u_cnt"][user, llm]) / 5,
+            self._ratio(tab["c_sum"][user, llm], tab["c_cnt"][user, llm], torch.full_like(fallback, 0.5)),
             fallback,
-            self._ratio(knn_t[0][query, llm], knn_t[1][query, llm], fallback),
-            torch.log1p(knn_t[1][query, llm]),
+            self._ratio(knn_t[0][row, llm], knn_t[1][row, llm], fallback),
+            torch.log1p(knn_t[1][row, llm]),
         ]
         return torch.stack(feats, dim=-1)
 
     @staticmethod
-    def _spread(
-        src: Tensor, dst: Tensor, weight: Tensor, q_sum: Tensor, q_cnt: Tensor, n_q: int
-    ) -> tuple[Tensor, Tensor]:
-        """Weighted sums of neighbours' per-LLM means and of their support. Shapes: → (n_q, L) twice."""
-        mean = q_sum / q_cnt.clamp(min=1)
-        seen = (q_cnt > 0).float()
-        total = torch.zeros(n_q, q_sum.size(1), device=q_sum.device).index_add_(0, dst, mean[src] * weight[:, None])
-        support = torch.zeros_like(total).index_add_(0, dst, seen[src] * weight[:, None])
+    def _spread(src: Tensor, dst: Tensor, weight: Tensor, tab: dict[str, Tensor], n_rows: int) -> tuple[Tensor, Tensor]:
+        """Weighted sums of neighbours' per-LLM means and of their support. Shapes: → (n_rows, L) twice."""
+        width = tab["q_mean"].size(1)
+        total = torch.zeros(n_rows, width, device=weight.device).index_add_(
+            0, dst, tab["q_mean"][src] * weight[:, None]
+        )
+        support = torch.zeros(n_rows, width, device=weight.device).index_add_(
+            0, dst, tab["q_seen"][src] * weight[:, None]
+        )
         return total, support
 
     @staticmethod

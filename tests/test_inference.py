@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from graphroute import Router
+from graphroute import schema as s
+
+QUERIES = [
+    "Write a SQL query that selects the unique rows from table t12.",
+    "Who wrote the novel about the whale?",
+    "Translate into Spanish: 'My letter arrived late.'",
+]
+
+
+@torch.no_grad()
+def full_graph_predictions(router: Router, queries: list[str], users: list[str]) -> np.ndarray:
+    """The reference path: attach the queries to the whole graph and run the model on all of it."""
+    batch = router.prepare(queries, None, users)
+    graph, new = router._attach(router.graph_, router.ref_emb_, batch)
+    n, n_llms = len(queries), len(router.llms_)
+    logit, _ = router.model_.eval()(
+        graph.x_dict,
+        graph.edge_index_dict,
+        graph.collect("edge_attr"),
+        graph[s.ANSWERED_BY].user,
+        graph[s.QUERY_NODE].task,
+        new.repeat_interleave(n_llms),
+        torch.arange(n_llms).repeat(n),
+        torch.as_tensor(router._user_index(batch.user_ids)).repeat_interleave(n_llms),
+        torch.as_tensor(router._cost_z(batch.base_cost).reshape(-1), dtype=torch.float32),
+    )
+    return torch.sigmoid(logit).view(n, n_llms).numpy()
+
+
+def test_cached_inference_equals_the_full_graph_pass(fitted_router: Router) -> None:
+    users = ["user001", "nobody", "user005"]
+    cached, _ = fitted_router.predict_outcomes(QUERIES, user_ids=users)
+    np.testing.assert_allclose(cached, full_graph_predictions(fitted_router, QUERIES, users), atol=1e-5)
+
+
+def test_cache_follows_graph_changes(fitted_router: Router, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fitted_router.save(tmp_path / "r")
+    router = Router.load(tmp_path / "r")
+    router.predict_outcomes(QUERIES)
+    router.update_user(
+        "fresh",
+        [
+            {"query": QUERIES[1], "llm": "tiny-fast", "effect": 1.0, "chosen": True},
+            {"query": QUERIES[1], "llm": "reasoner-405b", "effect": 0.0, "chosen": False},
+        ],
+    )
+    after, _ = router.predict_outcomes(QUERIES, user_ids=["fresh"] * 3)
+    np.testing.assert_allclose(after, full_graph_predictions(router, QUERIES, ["fresh"] * 3), atol=1e-5)
