@@ -41,6 +41,18 @@ class QueryBatch:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def take(self, rows: slice | np.ndarray) -> QueryBatch:
+        """The rows given by a slice or an index array, as a batch."""
+        index = np.arange(len(self.texts))[rows]
+        return QueryBatch(
+            [self.texts[i] for i in index],
+            [self.tasks[i] for i in index],
+            [self.user_ids[i] for i in index],
+            self.emb[index],
+            self.tokens[index],
+            self.base_cost[index],
+        )
+
 
 @dataclass
 class LogTables:
@@ -93,6 +105,19 @@ class LogTables:
         q, l_ = zip(*grouped.index, strict=True) if len(grouped) else ((), ())
         out[np.array(q, dtype=int), np.array(l_, dtype=int)] = grouped.to_numpy()
         return out
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """One routing request: the query and everything that may differ per request."""
+
+    query: str
+    user_id: str | None = None
+    task: str | None = None
+    k: int = 3
+    alpha: float | None = None
+    candidates: Sequence[str] | None = None
+    max_cost: float | None = None
 
 
 class BaseRouter:
@@ -258,26 +283,46 @@ class BaseRouter:
         k: int = 3,
         alpha: float | None = None,
         candidates: Sequence[str] | None = None,
+        max_cost: float | None = None,
     ) -> list[Recommendation]:
         """The k best LLMs for one query, with predicted effect, cost and utility."""
-        batch = self.prepare([query], [task], [user_id])
+        request = RouteRequest(query, user_id, task, k, alpha, candidates, max_cost)
+        return self.recommend_many([request])[0]
+
+    def recommend_many(self, requests: Sequence[RouteRequest]) -> list[list[Recommendation]]:
+        """Rankings for many requests, embedded and predicted as one batch (what a server under load needs).
+
+        Each request keeps its own user, task, alpha, candidates and budget: with ``max_cost``, LLMs predicted to
+        cost more are dropped unless none fits, in which case the cheapest allowed one is kept.
+        """
+        if not requests:
+            return []
+        batch = self.prepare([r.query for r in requests], [r.task for r in requests], [r.user_id for r in requests])
         effect, cost = self._predict(batch)
-        a, affinity = self._preferences(batch, alpha)
         norm = self.cost_scaler_.transform(cost, batch.tasks)
-        utility = policy.utilities(effect, norm, a) + affinity
-        allowed = self.allowed_mask(candidates)
-        order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(k, 1)]
-        return [
-            Recommendation(
-                self.llm_names_[j],
-                float(effect[0, j]),
-                float(cost[0, j]),
-                float(norm[0, j]),
-                float(utility[0, j]),
-                r + 1,
+        out = []
+        for i, r in enumerate(requests):
+            a, affinity = self._preferences(batch.take(slice(i, i + 1)), r.alpha)
+            utility = policy.utilities(effect[i : i + 1], norm[i : i + 1], a) + affinity
+            allowed = self.allowed_mask(r.candidates)
+            if r.max_cost is not None:
+                fits = allowed & (cost[i] <= r.max_cost)
+                allowed = fits if fits.any() else allowed & (cost[i] == cost[i][allowed].min())
+            order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(r.k, 1)]
+            out.append(
+                [
+                    Recommendation(
+                        self.llm_names_[j],
+                        float(effect[i, j]),
+                        float(cost[i, j]),
+                        float(norm[i, j]),
+                        float(utility[0, j]),
+                        rank + 1,
+                    )
+                    for rank, j in enumerate(order)
+                ]
             )
-            for r, j in enumerate(order)
-        ]
+        return out
 
     def fitted_cost_ratio(self, train: LogTables) -> np.ndarray:
         """Per-LLM median of observed cost / catalog estimate on train: a cost model for routers without one."""

@@ -89,7 +89,9 @@ class OnboardingMixin:
         if np.isnan(effect).any():  # choices without a rating: use the router's own estimate
             missing = np.flatnonzero(np.isnan(effect))
             q = rows["q"].to_numpy()[missing]
-            predicted, _ = router.predict_outcomes(_rows_batch(self.tables_.queries, q, rows[s.USER_ID].iloc[missing]))
+            asked = self.tables_.queries.take(q)
+            asked.user_ids = rows[s.USER_ID].iloc[missing].tolist()
+            predicted, _ = router.predict_outcomes(asked)
             effect[missing] = predicted[np.arange(len(missing)), rows["l"].to_numpy()[missing]]
         norm = router.cost_scaler_.transform(rows[s.COST].to_numpy(dtype=float), rows[s.TASK].tolist())
         for user, part in rows.groupby(s.USER_ID):
@@ -199,16 +201,3 @@ class OnboardingMixin:
             cached = (np.concatenate([cached[0], idx]), np.concatenate([cached[1], sim]))
         self._knn_cache = cached
         return cached
-
-
-def _rows_batch(queries: QueryBatch, rows: np.ndarray, user_ids: pd.Series) -> QueryBatch:
-    from graphroute.base import QueryBatch
-
-    return QueryBatch(
-        [queries.texts[i] for i in rows],
-        [queries.tasks[i] for i in rows],
-        user_ids.tolist(),
-        queries.emb[rows],
-        queries.tokens[rows],
-        queries.base_cost[rows],
-    )

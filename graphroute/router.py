@@ -143,7 +143,7 @@ class Router(OnboardingMixin, BaseRouter):
         mu, sd = self.log_cost_stats_
         effects, costs = [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
-            part = _slice(batch, start, start + PREDICT_CHUNK)
+            part = batch.take(slice(start, start + PREDICT_CHUNK))
             idx, sim = nearest_neighbors(part.emb, self.ref_emb_, self.config.graph.k_neighbors)
             logit, cost_z = cache.predict(
                 torch.as_tensor(query_features(part.emb, part.tokens)),
@@ -188,14 +188,3 @@ class Router(OnboardingMixin, BaseRouter):
         from graphroute._serialization import load_router
 
         return load_router(cls, Path(path))
-
-
-def _slice(batch: QueryBatch, start: int, stop: int) -> QueryBatch:
-    return QueryBatch(
-        batch.texts[start:stop],
-        batch.tasks[start:stop],
-        batch.user_ids[start:stop],
-        batch.emb[start:stop],
-        batch.tokens[start:stop],
-        batch.base_cost[start:stop],
-    )
