@@ -186,6 +186,25 @@ def run_demo(out: Path, config: RouterConfig, n_queries: int = 3000, seed: int =
             print(f"  {user}: {picks}")
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from graphroute.errors import CorruptRouterError
+
+    try:
+        from serving.app import create_app
+        from serving.settings import ServeSettings
+    except ImportError as exc:
+        raise GraphRouteError(f"serving needs the [serve] extra: {exc}") from exc
+    from graphroute._serialization import FILES
+
+    missing = [f for f in FILES if not (Path(args.run_dir) / f).is_file()]
+    if missing:
+        raise CorruptRouterError(f"{args.run_dir}: not a saved router (missing {', '.join(missing)})")
+    uvicorn.run(create_app(ServeSettings(router_dir=args.run_dir)), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphroute", description="Personalized LLM routing with a GNN.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log progress (INFO).")
@@ -197,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM "
         "catalog (YAML/JSON); a validation split is carved from the log.",
     )
-    p.add_argument("logs", type=Path, help="Interaction log (GUIDE §3 columns).")
+    p.add_argument(
+        "logs", help="Interaction log (CSV, Parquet, JSONL) or a feedback store URL (sqlite:///…, postgresql://…)."
+    )
     p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
     p.add_argument("--out", type=Path, required=True, help="Folder to save the router to.")
     p.add_argument("--epochs", type=int, help="Override the maximum number of epochs.")
@@ -238,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="Folder for JSON and PNGs.")
     _add_common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "serve",
+        help="Serve a saved router over HTTP (FastAPI; OpenAPI at /docs).",
+        description="Environment: GRAPHROUTE_API_KEY (write endpoints), GRAPHROUTE_READ_API_KEY "
+        "(optional, read endpoints), GRAPHROUTE_STORE_URL (postgresql://… or sqlite:///…; default "
+        "RUN_DIR/feedback.sqlite).",
+    )
+    p.add_argument("run_dir", type=Path, help="Folder written by `graphroute train`.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-graph", help="Export a saved router's graph to networkx JSON or GraphML.")
     p.add_argument("run_dir", type=Path)

@@ -1,0 +1,1 @@
+"""GraphRoute's HTTP service: a thin FastAPI layer over ``graphroute.Router``."""

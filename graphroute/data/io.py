@@ -28,7 +28,13 @@ def query_id_of(text: str) -> str:
 
 
 def read_interactions(path: str | Path, llms: Sequence[LLMProfile] | None = None) -> pd.DataFrame:
-    """Read a CSV, Parquet or JSONL log and validate it (against the catalog when given)."""
+    """Read a CSV, Parquet or JSONL log, or a feedback store (sqlite:///… or postgresql://…), and validate it
+    (against the catalog when given)."""
+    from graphroute.data.store import is_store_url, open_store
+
+    if is_store_url(path):
+        frame = open_store(path).read()
+        return validate_interactions(frame, llms=llms, source=str(path).split("@")[-1])
     path = Path(path)
     frame = _read_table(path)
     return validate_interactions(frame, llms=llms, source=str(path))

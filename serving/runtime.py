@@ -1,0 +1,148 @@
+"""What the app holds at run time: the served router (swapped atomically), its lock, the batcher, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from graphroute import Router
+from graphroute.base import RouteRequest
+from graphroute.schema import Recommendation
+
+T = TypeVar("T")
+
+
+class RWLock:
+    """Many readers (routing) or one writer (feedback, onboarding) at a time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+@dataclass
+class Served:
+    """One loaded router and its lock; a reload builds a new one and replaces the reference."""
+
+    router: Router
+    version: str
+    lock: RWLock = field(default_factory=RWLock)
+
+    @classmethod
+    def load(cls, folder: Path) -> Served:
+        router = Router.load(folder)
+        digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+        router.predict_outcomes(["warm-up"])  # build the inference cache before the first request
+        return cls(router, f"{folder.name}:{digest}")
+
+
+class Metrics:
+    """Prometheus series of one app (its own registry, so several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "graphroute_requests_total", "HTTP requests", ["path", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "graphroute_request_seconds",
+            "Request latency",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5),
+        )
+        self.chosen = Counter(
+            "graphroute_chosen_llm_total", "Top-1 LLM of route answers", ["llm"], registry=self.registry
+        )
+
+
+class Batcher:
+    """Route requests that arrive while a batch is being computed share the next batch: one embedding call and
+    one prediction for all of them. A lone request starts at once (no waiting window by default)."""
+
+    def __init__(self, served: Callable[[], Served], window_s: float = 0.0, max_batch: int = 64) -> None:
+        self._served, self._window, self._max = served, window_s, max_batch
+        self._queue: asyncio.Queue[tuple[RouteRequest, asyncio.Future[tuple[list[Recommendation], str]]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def submit(self, request: RouteRequest) -> tuple[list[Recommendation], str]:
+        assert self._queue is not None, "batcher not started"
+        future: asyncio.Future[tuple[list[Recommendation], str]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((request, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            items = [await self._queue.get()]
+            if self._window:
+                await asyncio.sleep(self._window)
+            while not self._queue.empty() and len(items) < self._max:
+                items.append(self._queue.get_nowait())
+            served = self._served()
+            try:
+                results = await asyncio.to_thread(_recommend, served, [r for r, _ in items])
+            except Exception:  # one bad request must not fail the others: retry them one by one
+                results = [await asyncio.to_thread(_recommend_or_error, served, r) for r, _ in items]
+            for (_, future), result in zip(items, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result((result, served.version))
+
+
+def _recommend(served: Served, requests: list[RouteRequest]) -> list[list[Recommendation]]:
+    with served.lock.read():
+        return served.router.recommend_many(requests)
+
+
+def _recommend_or_error(served: Served, request: RouteRequest) -> list[Recommendation] | Exception:
+    try:
+        return _recommend(served, [request])[0]
+    except Exception as exc:
+        return exc

@@ -1,0 +1,108 @@
+"""Request and response bodies of the HTTP API (separate from the router's config)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_QUERY_CHARS = 20_000
+MAX_BATCH = 256
+MAX_FEEDBACK_ROWS = 1_000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RouteRequest(_Body):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt to route.")
+    user_id: str | None = Field(default=None, max_length=256, description="Who asks; unknown → cold start.")
+    task: str | None = Field(default=None, max_length=256, description="Task label; absent → inferred.")
+    candidates: list[str] | None = Field(default=None, min_length=1, max_length=256, description="Allowed LLMs.")
+    alpha: float | None = Field(default=None, ge=0, le=1, description="Trade-off; absent → the user's own.")
+    max_cost: float | None = Field(default=None, ge=0, description="Budget in USD per call.")
+    k: int = Field(default=3, ge=1, le=64, description="How many ranked LLMs to return.")
+
+
+class RankedLLM(BaseModel):
+    llm: str
+    effect: float
+    cost: float
+    normalized_cost: float
+    utility: float
+    rank: int
+
+
+class RouteResponse(BaseModel):
+    model_version: str
+    llm: str = Field(description="The top choice.")
+    ranking: list[RankedLLM]
+
+
+class BatchRouteRequest(_Body):
+    requests: list[RouteRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchRouteResponse(BaseModel):
+    model_version: str
+    results: list[RouteResponse]
+
+
+class Interaction(_Body):
+    user_id: str = Field(min_length=1, max_length=256)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    llm: str = Field(min_length=1, max_length=256)
+    effect: float | None = Field(default=None, ge=0, le=1)
+    chosen: bool | None = None
+    cost: float | None = Field(default=None, ge=0)
+    task: str | None = Field(default=None, max_length=256)
+
+
+class FeedbackRequest(_Body):
+    interactions: list[Interaction] = Field(min_length=1, max_length=MAX_FEEDBACK_ROWS)
+
+
+class FeedbackResponse(BaseModel):
+    stored: int
+    users_adapted: list[str]
+
+
+class Probe(_Body):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    effect: float = Field(ge=0, le=1)
+
+
+class LLMCreate(_Body):
+    name: str = Field(min_length=1, max_length=256)
+    description: str = Field(min_length=1, max_length=10_000)
+    input_price: float = Field(ge=0)
+    output_price: float = Field(ge=0)
+    family: str | None = None
+    size: float | None = Field(default=None, ge=0)
+    context_length: int | None = Field(default=None, gt=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    base_url: str | None = Field(default=None, max_length=2048)
+    probes: list[Probe] | None = Field(default=None, max_length=10_000)
+
+
+class LLMPublic(BaseModel):
+    name: str
+    description: str
+    input_price: float
+    output_price: float
+    enabled: bool
+    base_url: str | None = None
+
+
+class UserPublic(BaseModel):
+    user_id: str
+    known: bool
+    interactions: int
+    alpha: float
+    n_choices: int
+    affinity: dict[str, float]
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None
+    llms: int | None = None

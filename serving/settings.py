@@ -1,0 +1,27 @@
+"""Deployment settings (environment, prefix GRAPHROUTE_), kept apart from the router's model config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """Where the router lives, who may write, and the limits on requests."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHROUTE_", extra="forbid")
+
+    router_dir: Path = Field(description="Folder written by `graphroute train` (or Router.save).")
+    api_key: SecretStr | None = Field(default=None, description="Key for write endpoints; unset = writes refused.")
+    read_api_key: SecretStr | None = Field(default=None, description="Key for read endpoints; unset = open.")
+    store_url: str | None = Field(
+        default=None, description="postgresql://… or sqlite:///…; default RUN_DIR/feedback.sqlite."
+    )
+    max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
+    proxy_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of forwarded chat completions.")
+    batch_window_ms: float = Field(default=2.0, ge=0, description="How long a route request waits to share a batch.")
+
+    def store_location(self) -> str:
+        return self.store_url or str(self.router_dir / "feedback.sqlite")
