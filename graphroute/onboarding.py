@@ -85,7 +85,7 @@ class OnboardingMixin:
         if s.CHOSEN not in frame or frame[s.CHOSEN].isna().all():
             return
         rows = frame[frame[s.USER_ID].isin(set(user_ids)) & frame[s.CHOSEN].notna()]
-        effect = rows[s.EFFECT].to_numpy(dtype=float)
+        effect = rows[s.EFFECT].to_numpy(dtype=float, copy=True)
         if np.isnan(effect).any():  # choices without a rating: use the router's own estimate
             missing = np.flatnonzero(np.isnan(effect))
             q = rows["q"].to_numpy()[missing]

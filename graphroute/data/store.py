@@ -31,8 +31,9 @@ def _records(rows: Sequence[dict[str, object]]) -> list[tuple[object, ...]]:
     now = datetime.now(UTC).isoformat()
     out = []
     for row in rows:
+        values = [row.get(c) for c in COLUMNS]
         chosen = row.get(s.CHOSEN)
-        values = [None if chosen is None else int(bool(chosen)) if c == s.CHOSEN else row.get(c) for c in COLUMNS]
+        values[COLUMNS.index(s.CHOSEN)] = None if chosen is None or pd.isna(chosen) else int(bool(chosen))
         out.append((now, *values))
     return out
 

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from graphroute.data.store import SQLiteStore
+from tests.serving.conftest import KEY
+
+W = {"X-API-Key": KEY}
+Q = "Write a Python function that returns the median of a list of integers."
+
+
+def test_route_ranked_with_version(client: TestClient) -> None:
+    body = client.post("/v1/route", json={"query": Q, "user_id": "user001", "k": 3, "alpha": 0.8}).json()
+    assert body["model_version"].startswith("router:") and len(body["ranking"]) == 3
+    assert body["llm"] == body["ranking"][0]["llm"]
+    assert [r["rank"] for r in body["ranking"]] == [1, 2, 3]
+    assert body["ranking"][0]["utility"] >= body["ranking"][1]["utility"]
+
+
+def test_candidates_budget_and_batch(client: TestClient) -> None:
+    only = client.post("/v1/route", json={"query": Q, "candidates": ["writer-8b", "tiny-fast"], "k": 5}).json()
+    assert {r["llm"] for r in only["ranking"]} == {"writer-8b", "tiny-fast"}
+    cheap = client.post("/v1/route", json={"query": Q, "max_cost": 1e-9, "k": 5}).json()
+    assert cheap["llm"] == "tiny-fast" and len(cheap["ranking"]) == 1
+    batch = client.post("/v1/route/batch", json={"requests": [{"query": Q}, {"query": "Who discovered radium?"}]})
+    assert batch.status_code == 200 and len(batch.json()["results"]) == 2
+
+
+def test_bad_requests_are_4xx_naming_the_field(client: TestClient) -> None:
+    r = client.post("/v1/route", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "body" in r.json()["detail"]
+    r = client.post("/v1/route", json={"query": Q, "candidates": ["gpt-9"]})
+    assert r.status_code == 404 and "candidates" in r.json()["detail"] and "gpt-9" in r.json()["detail"]
+    r = client.post("/v1/route", json={"query": ""})
+    assert r.status_code == 422 and "query" in r.json()["detail"]
+    r = client.post("/v1/route", json={"query": "   "})
+    assert r.status_code == 422 and "query" in r.json()["detail"]
+    r = client.post("/v1/route", json={"query": Q, "alpha": 2})
+    assert r.status_code == 422 and "alpha" in r.json()["detail"]
+    r = client.post("/v1/route", json={"query": "x" * 2_000_000})
+    assert r.status_code == 413 and "body" in r.json()["detail"]
+    r = client.post("/v1/route", json={"query": Q, "surprise": 1})
+    assert r.status_code == 422 and "surprise" in r.json()["detail"]
+
+
+def test_write_endpoints_need_the_key(client: TestClient) -> None:
+    row = {"user_id": "u1", "query": Q, "llm": "coder-7b", "effect": 1.0}
+    assert client.post("/v1/feedback", json={"interactions": [row]}).status_code == 401
+    assert client.post("/v1/feedback", json={"interactions": [row]}, headers={"X-API-Key": "wrong"}).status_code == 403
+    llm = {"name": "n", "description": "d", "input_price": 1, "output_price": 1}
+    assert client.post("/v1/llms", json=llm).status_code == 401
+    assert client.post("/v1/admin/reload").status_code == 401
+    assert client.post("/v1/llms/coder-7b/disable").status_code == 401
+
+
+def test_feedback_stored_then_user_adapted(client: TestClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        {"user_id": "fresh", "query": Q, "llm": "tiny-fast", "effect": 0.9, "chosen": True},
+        {"user_id": "fresh", "query": Q, "llm": "reasoner-405b", "effect": 0.9, "chosen": False},
+    ]
+    r = client.post("/v1/feedback", json={"interactions": rows}, headers=W)
+    assert r.status_code == 200 and r.json() == {"stored": 2, "users_adapted": ["fresh"]}
+    stored = SQLiteStore(tmp_path / "store.sqlite").read()
+    assert len(stored) == 2 and set(stored["llm"]) == {"tiny-fast", "reasoner-405b"}
+    user = client.get("/v1/users/fresh").json()
+    assert user["known"] and user["interactions"] == 2 and user["n_choices"] == 1
+    bad = client.post("/v1/feedback", json={"interactions": [{**rows[0], "llm": "gpt-9"}]}, headers=W)
+    assert bad.status_code == 422 and "gpt-9" in bad.json()["detail"]
+    assert len(SQLiteStore(tmp_path / "store.sqlite").read()) == 2  # nothing stored from a rejected request
+
+
+def test_llm_onboarding_and_disable(client: TestClient, demo: tuple) -> None:  # type: ignore[type-arg]
+    known = demo[0]["query"].iloc[0]
+    unknown = {
+        "name": "x",
+        "description": "d",
+        "input_price": 1,
+        "output_price": 1,
+        "probes": [{"query": Q, "effect": 1}],
+    }
+    r = client.post("/v1/llms", json=unknown, headers=W)
+    assert r.status_code == 422 and "field 'query'" in r.json()["detail"]
+    new = {
+        "name": "cheap-coder",
+        "description": "Writes Python code, very cheap.",
+        "input_price": 0.01,
+        "output_price": 0.01,
+        "probes": [{"query": known, "effect": 1.0}],
+    }
+    assert client.post("/v1/llms", json=new, headers=W).status_code == 201
+    names = [m["name"] for m in client.get("/v1/llms").json()]
+    assert "cheap-coder" in names
+    ranked = client.post("/v1/route", json={"query": Q, "k": 10}).json()["ranking"]
+    assert "cheap-coder" in {r["llm"] for r in ranked}
+    dup = client.post("/v1/llms", json=new, headers=W)
+    assert dup.status_code == 422 and "duplicate" in dup.json()["detail"]
+    assert client.post("/v1/llms/cheap-coder/disable", headers=W).json()["enabled"] is False
+    ranked = client.post("/v1/route", json={"query": Q, "k": 10}).json()["ranking"]
+    assert "cheap-coder" not in {r["llm"] for r in ranked}
+    assert client.post("/v1/llms/nope/disable", headers=W).status_code == 404
+
+
+def test_ops_endpoints(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["llms"] == 6
+    client.post("/v1/route", json={"query": Q})
+    text = client.get("/metrics").text
+    assert 'graphroute_requests_total{method="POST",path="/v1/route",status="200"}' in text
+    assert "graphroute_request_seconds_bucket" in text and "graphroute_chosen_llm_total" in text
+    assert client.get("/v1/users/nobody").json()["known"] is False
+    assert "/v1/route" in client.get("/openapi.json").json()["paths"]
