@@ -14,6 +14,7 @@ from torch import Tensor, nn
 PAIR_DIM = 11
 MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)  # the columns that are means in [0, 1]; the others are supports
 TASK_MEAN = 3
+PRIOR_COUNT = 5.0  # pseudo-observations of the shrinkage prior
 
 
 def evidence_logits(pair: Tensor) -> Tensor:
@@ -38,7 +39,8 @@ class PairEvidence(nn.Module):
     Features per pair: neighbour mean effect with a learned similarity temperature, plain neighbour mean,
     neighbour support, task mean, task support, user mean, user support, user choice rate, LLM mean,
     same-task neighbour mean and its support.
-    Means fall back to the LLM's overall mean where there is no support, and supports are log counts.
+    Task, user and LLM means are shrunk towards the level above (PRIOR_COUNT pseudo-observations); neighbour
+    means fall back to the LLM's mean where there is no support; supports are log counts.
 
     Shapes:
         outcome_index (2, E) query→LLM; effect, has_effect, chosen (E,); outcome_user (E,);
@@ -90,8 +92,10 @@ class PairEvidence(nn.Module):
         q_e, l_e = outcome_index[0][rated], outcome_index[1][rated]
         eff = effect[rated]
         q_sum, q_cnt = _mean_table(q_e, l_e, eff, n_q, n_l)
-        llm_mean = q_sum.sum(0) / q_cnt.sum(0).clamp(min=1)
-        llm_mean = torch.where(q_cnt.sum(0) > 0, llm_mean, torch.full_like(llm_mean, 0.5))
+        # empirical-Bayes means: an LLM (or task, or user) seen a few times is pulled towards the level above, so
+        # an LLM onboarded with ten probes is not judged on one lucky answer
+        overall = eff.mean() if eff.numel() else torch.tensor(0.5, device=eff.device)
+        llm_mean = (q_sum.sum(0) + PRIOR_COUNT * overall) / (q_cnt.sum(0) + PRIOR_COUNT)
         t_sum, t_cnt = _mean_table(query_task[q_e], l_e, eff, n_t, n_l)
         u_sum, u_cnt = _mean_table(outcome_user[rated], l_e, eff, n_u, n_l)
         has_choice = chosen != 0.5
@@ -138,9 +142,9 @@ class PairEvidence(nn.Module):
             self._ratio(knn_w[0][row, llm], knn_w[1][row, llm], fallback),
             self._ratio(knn_u[0][row, llm], knn_u[1][row, llm], fallback),
             torch.log1p(knn_u[1][row, llm]),
-            self._ratio(tab["t_sum"][task, llm], tab["t_cnt"][task, llm], fallback),
+            self._shrunk(tab["t_sum"][task, llm], tab["t_cnt"][task, llm], fallback),
             torch.log1p(tab["t_cnt"][task, llm]) / 5,
-            self._ratio(tab["u_sum"][user, llm], tab["u_cnt"][user, llm], fallback),
+            self._shrunk(tab["u_sum"][user, llm], tab["u_cnt"][user, llm], fallback),
             torch.log1p(tab["u_cnt"][user, llm]) / 5,
             self._ratio(tab["c_sum"][user, llm], tab["c_cnt"][user, llm], torch.full_like(fallback, 0.5)),
             fallback,
@@ -160,6 +164,10 @@ class PairEvidence(nn.Module):
             0, dst, tab["q_seen"][src] * weight[:, None]
         )
         return total, support
+
+    @staticmethod
+    def _shrunk(total: Tensor, count: Tensor, prior: Tensor) -> Tensor:
+        return (total + PRIOR_COUNT * prior) / (count + PRIOR_COUNT)
 
     @staticmethod
     def _ratio(total: Tensor, count: Tensor, fallback: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from graphroute import schema as s
@@ -39,8 +40,10 @@ def test_pair_evidence_means() -> None:
         torch.tensor([0]),
     )
     assert out.shape == (1, PAIR_DIM)
-    assert out[0, 3].item() == 0.5  # task mean
-    assert out[0, 8].item() == 1.5 / 4  # LLM 1 overall: 0, 1, 0, 0.5
+    overall = 3.5 / 6  # every rated outcome
+    llm_mean = (1.5 + 5 * overall) / (4 + 5)  # LLM 1 scored 0, 1, 0, 0.5, shrunk with 5 pseudo-counts
+    assert out[0, 8].item() == pytest.approx(llm_mean)
+    assert out[0, 3].item() == pytest.approx((1.0 + 5 * llm_mean) / (2 + 5))  # task mean of 0 and 1, shrunk
 
 
 def test_model_shapes_and_cost_head_starts_at_catalog_estimate() -> None:
