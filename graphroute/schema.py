@@ -54,13 +54,13 @@ class LLMProfile(BaseModel):
 
     name: str = Field(min_length=1, description="Unique LLM name, as used in the log's `llm` column.")
     description: str = Field(min_length=1, description="Free text: what the LLM is good at.")
-    input_price: float = Field(ge=0, description="USD per 1M input tokens.")
-    output_price: float = Field(ge=0, description="USD per 1M output tokens.")
+    input_price: float = Field(ge=0, le=1e6, description="USD per 1M input tokens.")
+    output_price: float = Field(ge=0, le=1e6, description="USD per 1M output tokens.")
     family: str | None = Field(default=None, description="Model family, e.g. 'llama'.")
     size: float | None = Field(default=None, ge=0, description="Parameter count in billions.")
     context_length: int | None = Field(default=None, gt=0, description="Context window in tokens.")
     latency_ms: float | None = Field(default=None, ge=0, description="Typical latency in milliseconds.")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint of this LLM.")
+    base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", description="OpenAI-compatible endpoint.")
 
     @field_validator("name", "description")
     @classmethod

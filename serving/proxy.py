@@ -59,7 +59,7 @@ async def chat_completions(body: ChatRequest, request: Request, served: ServedDe
         raise HTTPException(404, f"model: {body.model!r} is neither {AUTO!r} nor an LLM of the catalog")
     profile = served.router.llms_[names.index(chosen)]
     if not profile.base_url:
-        raise HTTPException(503, f"model: LLM {chosen!r} has no base_url in the catalog")
+        raise HTTPException(409, f"model: LLM {chosen!r} has no base_url in the catalog")
     request.app.state.metrics.chosen.labels(chosen).inc()
     url = profile.base_url.rstrip("/") + "/chat/completions"
     payload = {**body.model_dump(exclude_none=True), "model": chosen}

@@ -74,13 +74,13 @@ class Probe(_Body):
 class LLMCreate(_Body):
     name: str = Field(min_length=1, max_length=256)
     description: str = Field(min_length=1, max_length=10_000)
-    input_price: float = Field(ge=0)
-    output_price: float = Field(ge=0)
+    input_price: float = Field(ge=0, le=1e6)
+    output_price: float = Field(ge=0, le=1e6)
     family: str | None = None
     size: float | None = Field(default=None, ge=0)
     context_length: int | None = Field(default=None, gt=0)
     latency_ms: float | None = Field(default=None, ge=0)
-    base_url: str | None = Field(default=None, max_length=2048)
+    base_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
     probes: list[Probe] | None = Field(default=None, max_length=10_000)
 
 
