@@ -9,6 +9,8 @@ env:
 
 demo: env
 	.venv/bin/graphroute demo --out runs/demo
+	@echo "serving the demo router on http://127.0.0.1:8000 (OpenAPI at /docs; Ctrl-C stops; set GRAPHROUTE_API_KEY to enable writes)"
+	.venv/bin/graphroute serve runs/demo/router --port 8000
 
 test: env
 	.venv/bin/ruff check .
@@ -17,3 +19,6 @@ test: env
 
 bench: env
 	.venv/bin/graphroute -v bench routing --out runs/bench
+	.venv/bin/graphroute -v bench users --out runs/bench
+	.venv/bin/graphroute -v bench new-llm --out runs/bench
+	.venv/bin/graphroute -v bench service --out runs/bench

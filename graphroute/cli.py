@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from graphroute.bench.report import dump_json
 
     root, out = Path(args.data_root), Path(args.out)
-    needed = args.datasets if args.protocol == "routing" else ["llmrouter-9llm"]
+    needed = args.datasets if args.protocol == "routing" else [] if args.protocol == "service" else ["llmrouter-9llm"]
     missing = [d for d in needed if not (root / d).exists()]
     if missing:
         print(f"benchmark data missing under {root}: {missing}; nothing to run", file=sys.stderr)
@@ -107,6 +107,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = run_users(root, _config(args), n_users=args.users)
         print(format_users(results))
         plot_users(results, out / "users_reward_vs_k.png")
+    elif args.protocol == "service":
+        from graphroute.bench.service import format_service, run_service
+
+        results = run_service()
+        print(format_service(results))
     else:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
 
@@ -249,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and every baseline, "
         "paired-bootstrap intervals. users (P3): simulated users on llmrouter-9llm, personalised vs "
         "user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held "
-        "out of training and onboarded from its description, then with 10 and 50 probes.",
+        "out of training and onboarded from its description, then with 10 and 50 probes. service (P4): "
+        "`graphroute serve` on 127.0.0.1 under single and 16 concurrent clients, beside bare embedding.",
     )
-    p.add_argument("protocol", choices=["routing", "users", "new-llm"], help="Which protocol of GUIDE §5.")
+    p.add_argument("protocol", choices=["routing", "users", "new-llm", "service"], help="Which protocol of GUIDE §5.")
     p.add_argument("--users", type=int, default=200, help="Simulated users for `users` (default 200).")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help=f"Benchmark data (default {DEFAULT_DATA}).")
     p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))

@@ -32,10 +32,20 @@ def plot_frontiers(evaluation: Evaluation, path: str | Path, title: str) -> None
     from graphroute.metrics import frontier
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for name, sc in evaluation.scores.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, sc) in enumerate(evaluation.scores.items()):
         hull = frontier(sc.points)
-        (line,) = ax.plot([c for c, _ in hull], [q for _, q in hull], marker=".", label=f"{name} (AIQ {sc.aiq:.3f})")
-        ax.scatter([c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=line.get_color(), alpha=0.4)
+        ax.plot(
+            [c for c, _ in hull],
+            [q for _, q in hull],
+            marker=".",
+            color=colors[(2 * i) % 20 + (i >= 10)],
+            lw=2.5 if name == "graphroute" else 1.2,
+            label=f"{name} (AIQ {sc.aiq:.3f})",
+        )
+        ax.scatter(
+            [c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=colors[(2 * i) % 20 + (i >= 10)], alpha=0.4
+        )
     ax.set_xlabel("mean cost per query (USD)")
     ax.set_ylabel("quality (mean effect)")
     ax.set_title(title)
