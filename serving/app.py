@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
 from graphroute.errors import DataValidationError, GraphRouteError, NotFittedError, UnknownLLMError
@@ -44,7 +45,7 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    _add_middleware(app, settings)
+    app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics, max_body=settings.max_body_bytes)
     _add_error_handlers(app)
     from serving.proxy import router as proxy_router
     from serving.routes import router as api_router
@@ -54,23 +55,50 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
     return app
 
 
-def _add_middleware(app: FastAPI, settings: ServeSettings) -> None:
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            response: Response = JSONResponse(
-                {"detail": f"body: larger than the limit of {settings.max_body_bytes} bytes"}, status_code=413
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics: Metrics = app.state.metrics
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+class BodyTooLarge(HTTPException):
+    """A request body past the limit, found while it streams in (an HTTPException, so FastAPI's body parsing
+    passes it on as the 413 it is)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: larger than the limit of {limit} bytes")
+
+
+class LimitsAndMetrics:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body-size limit and Prometheus series."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int) -> None:
+        self.app, self.metrics, self.max_body = app, metrics, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status, received = time.perf_counter(), [500], [0]
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        try:
+            if not length.isdigit() or int(length) > self.max_body:
+                response = JSONResponse({"detail": f"body: larger than the limit of {self.max_body} bytes"}, 413)
+                status[0] = 413
+                await response(scope, receive, send)
+                return
+
+            async def limited() -> Message:
+                message = await receive()
+                received[0] += len(message.get("body", b""))
+                if received[0] > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+                return message
+
+            async def recorded(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            await self.app(scope, limited, recorded)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

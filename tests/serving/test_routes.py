@@ -110,3 +110,14 @@ def test_ops_endpoints(client: TestClient) -> None:
     assert "graphroute_request_seconds_bucket" in text and "graphroute_chosen_llm_total" in text
     assert client.get("/v1/users/nobody").json()["known"] is False
     assert "/v1/route" in client.get("/openapi.json").json()["paths"]
+
+
+def test_chunked_body_without_length_is_limited(client: TestClient) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"query": "'
+        for _ in range(1200):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = client.post("/v1/route", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "body" in r.json()["detail"]
