@@ -191,6 +191,26 @@ def run_demo(out: Path, config: RouterConfig, n_queries: int = 3000, seed: int =
             print(f"  {user}: {picks}")
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from graphroute.data.io import read_catalog, read_interactions
+    from graphroute.tuning import best_config, tune, write_config
+
+    llms = read_catalog(args.llms)
+    logs = read_interactions(args.logs, llms)
+    storage = args.storage or f"sqlite:///{Path(args.out).parent / 'optuna.sqlite'}"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    base = _config(args)
+    study = tune(logs, llms, base, args.trials, storage, args.study, seed=args.sampler_seed)
+    write_config(best_config(study, base), args.out)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    print(
+        f"study {args.study!r}: {len(study.trials)} trials ({len(done)} complete); best validation loss "
+        f"{study.best_value:.4f} with {study.best_params}"
+    )
+    print(f"best config written to {args.out} (use: graphroute train … --config {args.out})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -277,6 +297,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "tune",
+        help="Search hyperparameters with Optuna on the validation split.",
+        description="Each trial trains on the log and is scored by its validation loss (a split carved "
+        "from the log; never a test set), with median pruning. Several workers on several machines can "
+        "share one study through --storage (any SQLAlchemy URL, e.g. postgresql://…).",
+    )
+    p.add_argument("logs", help="Interaction log or store URL.")
+    p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
+    p.add_argument("--trials", type=int, default=20, help="Trials this worker runs (default 20).")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<out dir>/optuna.sqlite).")
+    p.add_argument("--study", default="graphroute", help="Study name shared by the workers.")
+    p.add_argument("--sampler-seed", type=int, help="Seed of this worker's sampler (leave unset with several workers).")
+    p.add_argument("--out", type=Path, default=Path("training/configs/best.yaml"), help="Where the best config goes.")
+    p.add_argument("--epochs", type=int, help="Override the maximum number of epochs per trial.")
+    _add_common(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("export-graph", help="Export a saved router's graph to networkx JSON or GraphML.")
     p.add_argument("run_dir", type=Path)

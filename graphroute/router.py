@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -13,6 +13,8 @@ import torch
 
 from graphroute import schema as s
 from graphroute.base import BaseRouter, LogTables, QueryBatch
+from graphroute.config import RouterConfig
+from graphroute.encoders import TextEncoder
 from graphroute.features import llm_features, query_features, task_features, user_features
 from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph, nearest_neighbors
 from graphroute.inference import InferenceCache
@@ -47,6 +49,17 @@ class Router(OnboardingMixin, BaseRouter):
         2
     """
 
+    def __init__(
+        self,
+        config: RouterConfig | None = None,
+        *,
+        encoder: TextEncoder | None = None,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        """``callback(epoch, losses)`` is called after each epoch (progress, tuning prunes)."""
+        super().__init__(config, encoder=encoder)
+        self.callback = callback
+
     # ----- fit -----
     def _fit(self, train: LogTables, val: LogTables) -> None:
         everything = pd.concat([train.frame, val.frame])
@@ -68,7 +81,13 @@ class Router(OnboardingMixin, BaseRouter):
         }
         self.model_ = RouterGNN(self.model_shape_["in_channels"], EDGE_DIMS, **self.model_shape_["kwargs"])
         self.history_: TrainResult = fit_model(
-            self.model_, graph, self._labels(train), val_graph, self._labels(val, new), self.config.train
+            self.model_,
+            graph,
+            self._labels(train),
+            val_graph,
+            self._labels(val, new),
+            self.config.train,
+            callback=self.callback,
         )
         self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
         self.graph_ = self._graph(self.tables_, self._neighbors())

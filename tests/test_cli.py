@@ -100,7 +100,7 @@ def test_train_eval_export_and_corrupt_router(files: Path, tmp_path: Path) -> No
     assert_clean_error(cli("eval", run, "--logs", files / "test.jsonl"), str(run), "cannot load")
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "bench", "export-graph", "demo"])
+@pytest.mark.parametrize("command", ["train", "eval", "bench", "export-graph", "demo", "serve", "tune"])
 def test_every_command_has_help(command: str) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0 and "usage: graphroute" in result.stdout and len(result.stdout) > 200
