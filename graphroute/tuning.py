@@ -56,15 +56,7 @@ def tune(
     """Run ``n_trials`` more trials of a shared study; returns the study (best trial = lowest validation loss)."""
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        load_if_exists=True,
-        direction="minimize",
-        sampler=sampler,
-        pruner=optuna.pruners.MedianPruner(n_warmup_steps=3),
-    )
+    study = _open_study(storage, study_name, seed)
 
     def objective(trial: optuna.Trial) -> float:
         config = apply(base, search_space(trial))
