@@ -88,26 +88,18 @@ def format_new_llm(results: dict[str, object]) -> str:
 
 def plot_new_llm(results: dict[str, object], path: Path) -> None:
     """% of the reference reward@0.5 versus probes, one line per held-out LLM."""
-    import matplotlib
+    from graphroute.bench.report import saved_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in results["per_llm"]:  # type: ignore[attr-defined]
-        keys = [k for k in row if k.startswith("probes")]
-        ax.plot(
-            [int(k.split("=")[1]) for k in keys],
-            [row[k]["pct_reward@0.5"] for k in keys],
-            marker="o",
-            label=row["llm"][:22],
-            alpha=0.8,
-        )
-    ax.axhline(90, ls="--", color="k", lw=1)
-    ax.set_xlabel("probe outcomes given at onboarding")
-    ax.set_ylabel("reward@0.5, % of the router trained with it")
-    ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, legend_size=6) as ax:
+        for row in results["per_llm"]:  # type: ignore[attr-defined]
+            keys = [k for k in row if k.startswith("probes")]
+            ax.plot(
+                [int(k.split("=")[1]) for k in keys],
+                [row[k]["pct_reward@0.5"] for k in keys],
+                marker="o",
+                label=row["llm"][:22],
+                alpha=0.8,
+            )
+        ax.axhline(90, ls="--", color="k", lw=1)
+        ax.set_xlabel("probe outcomes given at onboarding")
+        ax.set_ylabel("reward@0.5, % of the router trained with it")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from graphroute.evaluation import Evaluation
 
@@ -22,38 +24,47 @@ def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | 
     return "\n".join([line, rule, *body])
 
 
-def plot_frontiers(evaluation: Evaluation, path: str | Path, title: str) -> None:
-    """One PNG: each router's (cost, quality) sweep and its frontier."""
+@contextmanager
+def saved_figure(path: str | Path, size: tuple[float, float] = (6, 4), legend_size: int = 8) -> Iterator[Any]:
+    """An Agg figure's axes; on exit: legend, grid, tight layout, PNG at ``path``, closed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=size)
+    try:
+        yield ax
+        ax.legend(fontsize=legend_size)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def plot_frontiers(evaluation: Evaluation, path: str | Path, title: str) -> None:
+    """One PNG: each router's (cost, quality) sweep and its frontier."""
+    from matplotlib import colormaps
+
     from graphroute.metrics import frontier
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = plt.get_cmap("tab20").colors
-    for i, (name, sc) in enumerate(evaluation.scores.items()):
-        hull = frontier(sc.points)
-        ax.plot(
-            [c for c, _ in hull],
-            [q for _, q in hull],
-            marker=".",
-            color=colors[(2 * i) % 20 + (i >= 10)],
-            lw=2.5 if name == "graphroute" else 1.2,
-            label=f"{name} (AIQ {sc.aiq:.3f})",
-        )
-        ax.scatter(
-            [c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=colors[(2 * i) % 20 + (i >= 10)], alpha=0.4
-        )
-    ax.set_xlabel("mean cost per query (USD)")
-    ax.set_ylabel("quality (mean effect)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    colors = colormaps["tab20"].colors  # type: ignore[attr-defined]
+    with saved_figure(path, size=(8, 5.5), legend_size=7) as ax:
+        for i, (name, sc) in enumerate(evaluation.scores.items()):
+            hull, color = frontier(sc.points), colors[(2 * i) % 20 + (i >= 10)]
+            ax.plot(
+                [c for c, _ in hull],
+                [q for _, q in hull],
+                marker=".",
+                color=color,
+                lw=2.5 if name == "graphroute" else 1.2,
+                label=f"{name} (AIQ {sc.aiq:.3f})",
+            )
+            ax.scatter([c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=color, alpha=0.4)
+        ax.set_xlabel("mean cost per query (USD)")
+        ax.set_ylabel("quality (mean effect)")
+        ax.set_title(title)
 
 
 def dump_json(payload: object, path: str | Path | None) -> str:

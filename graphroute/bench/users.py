@@ -188,23 +188,15 @@ def format_users(results: dict[str, object]) -> str:
 
 def plot_users(results: dict[str, object], path: Path) -> None:
     """User utility of new users versus k, against the fully trained user and the oracle."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from graphroute.bench.report import saved_figure
 
     per_k = results["new_users"]["per_k"]  # type: ignore[index]
     ks = [k for k in per_k if k != "all"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([int(k) for k in ks], [per_k[k]["utility"] for k in ks], marker="o", label="new user after k")
-    ax.axhline(per_k["all"]["utility"], ls="--", color="g", label="fully trained user")
-    ax.axhline(per_k["all"]["oracle_utility"], ls=":", color="k", label="oracle")
     agnostic = results["known_users"]["graphroute (user-agnostic)"]["utility"]  # type: ignore[index]
-    ax.axhline(agnostic, ls="-.", color="r", label="user-agnostic (known users)")
-    ax.set_xlabel("k interactions of the new user")
-    ax.set_ylabel("mean true user utility of the top-1 LLM")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path) as ax:
+        ax.plot([int(k) for k in ks], [per_k[k]["utility"] for k in ks], marker="o", label="new user after k")
+        ax.axhline(per_k["all"]["utility"], ls="--", color="g", label="fully trained user")
+        ax.axhline(per_k["all"]["oracle_utility"], ls=":", color="k", label="oracle")
+        ax.axhline(agnostic, ls="-.", color="r", label="user-agnostic (known users)")
+        ax.set_xlabel("k interactions of the new user")
+        ax.set_ylabel("mean true user utility of the top-1 LLM")
