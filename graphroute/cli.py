@@ -44,6 +44,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="Override the training seed.")
 
 
+def _add_log_source(p: argparse.ArgumentParser) -> None:
+    """The log, catalog and config options that train and tune share."""
+    p.add_argument(
+        "logs", help="Interaction log (CSV, Parquet, JSONL) or a feedback store URL (sqlite:///…, postgresql://…)."
+    )
+    p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
+    p.add_argument("--epochs", type=int, help="Override the maximum number of epochs (per trial when tuning).")
+    _add_common(p)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from graphroute import Router
     from graphroute.data.io import read_catalog, read_interactions
@@ -69,11 +79,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     test = read_interactions(args.logs, router.llms_)
     routers = {"graphroute": router}
     if args.baselines:
-        from graphroute.data.io import read_interactions as read
-
-        train = read(args.train_logs, router.llms_) if args.train_logs else None
-        if train is None:
+        if args.train_logs is None:
             raise GraphRouteError("--baselines needs --train-logs (the log the router was trained on)")
+        train = read_interactions(args.train_logs, router.llms_)
         for name in args.baselines:
             routers[name] = ROUTERS[name](router.config).fit(train, router.llms_)
     ev = evaluate(routers, test)
@@ -241,13 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM "
         "catalog (YAML/JSON); a validation split is carved from the log.",
     )
-    p.add_argument(
-        "logs", help="Interaction log (CSV, Parquet, JSONL) or a feedback store URL (sqlite:///…, postgresql://…)."
-    )
-    p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
+    _add_log_source(p)
     p.add_argument("--out", type=Path, required=True, help="Folder to save the router to.")
-    p.add_argument("--epochs", type=int, help="Override the maximum number of epochs.")
-    _add_common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -305,15 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "from the log; never a test set), with median pruning. Several workers on several machines can "
         "share one study through --storage (any SQLAlchemy URL, e.g. postgresql://…).",
     )
-    p.add_argument("logs", help="Interaction log or store URL.")
-    p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
+    _add_log_source(p)
     p.add_argument("--trials", type=int, default=20, help="Trials this worker runs (default 20).")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<out dir>/optuna.sqlite).")
     p.add_argument("--study", default="graphroute", help="Study name shared by the workers.")
     p.add_argument("--sampler-seed", type=int, help="Seed of this worker's sampler (leave unset with several workers).")
     p.add_argument("--out", type=Path, default=Path("training/configs/best.yaml"), help="Where the best config goes.")
-    p.add_argument("--epochs", type=int, help="Override the maximum number of epochs per trial.")
-    _add_common(p)
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("export-graph", help="Export a saved router's graph to networkx JSON or GraphML.")

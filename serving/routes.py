@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from graphroute.base import RouteRequest as LibRequest
 from graphroute.data.io import validate_interactions
+from graphroute.errors import DataValidationError
 from graphroute.schema import LLMProfile, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
@@ -36,8 +37,6 @@ def _check_request(served: Served, body: sc.RouteRequest) -> None:
     """Fail fast (4xx) on what the batch would reject, so one bad request never costs the others."""
     served.router.allowed_mask(body.candidates)
     if not body.query.strip():
-        from graphroute.errors import DataValidationError
-
         raise DataValidationError("query: must not be blank")
 
 
@@ -54,15 +53,10 @@ async def route_batch(body: sc.BatchRouteRequest, request: Request, served: Serv
     """Many requests in one call (one embedding batch)."""
     for item in body.requests:
         _check_request(served, item)
-    results = await asyncio.to_thread(_recommend_locked, served, [_lib_request(r) for r in body.requests])
+    results = await asyncio.to_thread(served.recommend, [_lib_request(r) for r in body.requests])
     return sc.BatchRouteResponse(
         model_version=served.version, results=[_response(r, served.version, request) for r in results]
     )
-
-
-def _recommend_locked(served: Served, requests: list[LibRequest]) -> list[list[Recommendation]]:
-    with served.lock.read():
-        return served.router.recommend_many(requests)
 
 
 @router.post("/v1/feedback", response_model=sc.FeedbackResponse, dependencies=[WriteKey], tags=["feedback"])

@@ -63,6 +63,11 @@ class Served:
     version: str
     lock: RWLock = field(default_factory=RWLock)
 
+    def recommend(self, requests: list[RouteRequest]) -> list[list[Recommendation]]:
+        """Rankings for a batch of requests, under the read lock (writers wait)."""
+        with self.lock.read():
+            return self.router.recommend_many(requests)
+
     @classmethod
     def load(cls, folder: Path) -> Served:
         router = Router.load(folder)
@@ -124,7 +129,7 @@ class Batcher:
                 items.append(self._queue.get_nowait())
             served = self._served()
             try:
-                results = await asyncio.to_thread(_recommend, served, [r for r, _ in items])
+                results = await asyncio.to_thread(served.recommend, [r for r, _ in items])
             except Exception:  # one bad request must not fail the others: retry them one by one
                 results = [await asyncio.to_thread(_recommend_or_error, served, r) for r, _ in items]
             for (_, future), result in zip(items, results, strict=True):
@@ -136,13 +141,8 @@ class Batcher:
                     future.set_result((result, served.version))
 
 
-def _recommend(served: Served, requests: list[RouteRequest]) -> list[list[Recommendation]]:
-    with served.lock.read():
-        return served.router.recommend_many(requests)
-
-
 def _recommend_or_error(served: Served, request: RouteRequest) -> list[Recommendation] | Exception:
     try:
-        return _recommend(served, [request])[0]
+        return served.recommend([request])[0]
     except Exception as exc:
         return exc
