@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 # --- interaction-log columns (GUIDE §3) ---
 QUERY = "query"
@@ -25,6 +26,18 @@ OPTIONAL_COLUMNS = (EFFECT, COST, TOKENS_IN, TOKENS_OUT, USER_ID, TASK, CHOSEN, 
 ANONYMOUS_USER = "anonymous"
 DEFAULT_TASK = "general"
 DEFAULT_OUTPUT_TOKENS = 256  # GUIDE §3: cost estimate when a log has no output token counts
+
+
+def not_blank(value: str) -> str:
+    """Reject text that is only whitespace (any Unicode space, as ``str.strip`` sees it): it would embed to noise
+    and, as a name, could never be addressed again."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonBlankStr = Annotated[str, AfterValidator(not_blank)]
+"""A string field that must hold something besides whitespace; shared by the value objects and the HTTP bodies."""
 
 # --- graph node types ---
 TASK_NODE = "task"
@@ -65,9 +78,7 @@ class LLMProfile(BaseModel):
     @field_validator("name", "description")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
+        return not_blank(value).strip()
 
     def profile_text(self) -> str:
         """The text embedded as the LLM's node feature."""

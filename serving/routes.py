@@ -13,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from graphroute.base import RouteRequest as LibRequest
 from graphroute.data.io import validate_interactions
-from graphroute.errors import DataValidationError
 from graphroute.schema import LLMProfile, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
@@ -36,8 +35,6 @@ def _response(recs: list[Recommendation], version: str, request: Request) -> sc.
 def _check_request(served: Served, body: sc.RouteRequest) -> None:
     """Fail fast (4xx) on what the batch would reject, so one bad request never costs the others."""
     served.router.allowed_mask(body.candidates)
-    if not body.query.strip():
-        raise DataValidationError("query: must not be blank")
 
 
 @router.post("/v1/route", response_model=sc.RouteResponse, dependencies=[ReadKey], tags=["routing"])

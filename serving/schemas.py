@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from graphroute.schema import NonBlankStr
+
 MAX_QUERY_CHARS = 20_000
 MAX_BATCH = 256
 MAX_FEEDBACK_ROWS = 1_000
@@ -14,7 +16,7 @@ class _Body(BaseModel):
 
 
 class RouteRequest(_Body):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt to route.")
+    query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt to route.")
     user_id: str | None = Field(default=None, max_length=256, description="Who asks; unknown → cold start.")
     task: str | None = Field(default=None, max_length=256, description="Task label; absent → inferred.")
     candidates: list[str] | None = Field(default=None, min_length=1, max_length=256, description="Allowed LLMs.")
@@ -48,9 +50,9 @@ class BatchRouteResponse(BaseModel):
 
 
 class Interaction(_Body):
-    user_id: str = Field(min_length=1, max_length=256)
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    llm: str = Field(min_length=1, max_length=256)
+    user_id: NonBlankStr = Field(min_length=1, max_length=256)
+    query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    llm: NonBlankStr = Field(min_length=1, max_length=256)
     effect: float | None = Field(default=None, ge=0, le=1)
     chosen: bool | None = None
     cost: float | None = Field(default=None, ge=0)
@@ -67,13 +69,13 @@ class FeedbackResponse(BaseModel):
 
 
 class Probe(_Body):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     effect: float = Field(ge=0, le=1)
 
 
 class LLMCreate(_Body):
-    name: str = Field(min_length=1, max_length=256)
-    description: str = Field(min_length=1, max_length=10_000)
+    name: NonBlankStr = Field(min_length=1, max_length=256)
+    description: NonBlankStr = Field(min_length=1, max_length=10_000)
     input_price: float = Field(ge=0, le=1e6)
     output_price: float = Field(ge=0, le=1e6)
     family: str | None = None

@@ -33,8 +33,9 @@ def test_bad_requests_are_4xx_naming_the_field(client: TestClient) -> None:
     assert r.status_code == 404 and "candidates" in r.json()["detail"] and "gpt-9" in r.json()["detail"]
     r = client.post("/v1/route", json={"query": ""})
     assert r.status_code == 422 and "query" in r.json()["detail"]
-    r = client.post("/v1/route", json={"query": "   "})
-    assert r.status_code == 422 and "query" in r.json()["detail"]
+    for blank in ("   ", "\u2003\x85"):
+        r = client.post("/v1/route", json={"query": blank})
+        assert r.status_code == 422 and "query" in r.json()["detail"]
     r = client.post("/v1/route", json={"query": Q, "alpha": 2})
     assert r.status_code == 422 and "alpha" in r.json()["detail"]
     r = client.post("/v1/route", json={"query": "x" * 2_000_000})
@@ -94,6 +95,8 @@ def test_llm_onboarding_and_disable(client: TestClient, demo: tuple) -> None:  #
     assert "cheap-coder" in {r["llm"] for r in ranked}
     dup = client.post("/v1/llms", json=new, headers=W)
     assert dup.status_code == 422 and "duplicate" in dup.json()["detail"]
+    blank = client.post("/v1/llms", json={**new, "name": "\x85"}, headers=W)  # NEL: Unicode whitespace, found by fuzz
+    assert blank.status_code == 422 and "name" in blank.json()["detail"]
     assert client.post("/v1/llms/cheap-coder/disable", headers=W).json()["enabled"] is False
     ranked = client.post("/v1/route", json={"query": Q, "k": 10}).json()["ranking"]
     assert "cheap-coder" not in {r["llm"] for r in ranked}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def test_no_server_error_on_any_input(api: schemathesis.BaseSchema) -> None:
             continue
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=int(os.environ.get("FUZZ_EXAMPLES", "15")),
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
         def call(case: schemathesis.Case) -> None:
             response = case.call(headers={"X-API-Key": KEY}, timeout=30)
             gateway = case.path == "/v1/chat/completions" and response.status_code in (502, 504)  # upstream down
