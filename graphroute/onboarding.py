@@ -17,9 +17,9 @@ from graphroute.costs import catalog_costs, fill_costs
 from graphroute.data.io import catalog_from_records, validate_interactions
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.features import llm_features, user_features
-from graphroute.graph.builder import nearest_neighbors
+from graphroute.graph.knn import nearest_neighbors
 from graphroute.schema import LLMProfile
-from graphroute.users import UserPreference, choices_of, fit_preference
+from graphroute.users import UserPreference, choices_of, fit_preferences
 
 if TYPE_CHECKING:
     from graphroute.base import QueryBatch
@@ -94,10 +94,10 @@ class OnboardingMixin:
             predicted, _ = router.predict_outcomes(asked)
             effect[missing] = predicted[np.arange(len(missing)), rows["l"].to_numpy()[missing]]
         norm = router.cost_scaler_.transform(rows[s.COST].to_numpy(dtype=float), rows[s.TASK].tolist())
-        for user, part in rows.groupby(s.USER_ID):
-            at = rows.index.get_indexer(part.index)
-            choices = choices_of(part, effect[at], norm[at], len(router.llms_))
-            self.user_prefs_[str(user)] = fit_preference(choices, router.config.policy.alpha, len(router.llms_))
+        codes, users = pd.factorize(rows[s.USER_ID])
+        choices = choices_of(rows, effect, norm, len(router.llms_), user=codes)
+        fitted = fit_preferences(choices, len(users), router.config.policy.alpha, len(router.llms_))
+        self.user_prefs_.update({str(u): p for u, p in zip(users, fitted, strict=True)})
 
     # ----- LLMs -----
     def add_llm(
