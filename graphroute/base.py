@@ -151,8 +151,7 @@ class BaseRouter:
         self.task_names_ = sorted(set(train.queries.tasks))
         index = {t: i for i, t in enumerate(self.task_names_)}
         centroids = np.zeros((len(self.task_names_), train.queries.emb.shape[1]), dtype=np.float32)
-        for row, task in zip(train.queries.emb, train.queries.tasks, strict=True):
-            centroids[index[task]] += row
+        np.add.at(centroids, np.array([index[t] for t in train.queries.tasks], dtype=np.int64), train.queries.emb)
         self.task_centroids_ = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
 
     def tables(self, frame: pd.DataFrame) -> LogTables:

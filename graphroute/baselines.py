@@ -17,7 +17,7 @@ from torch import nn
 from graphroute import policy
 from graphroute import schema as s
 from graphroute.base import BaseRouter, LogTables, QueryBatch
-from graphroute.graph.builder import nearest_neighbors
+from graphroute.graph.knn import nearest_neighbors
 from graphroute.router import Router
 
 

@@ -49,11 +49,17 @@ class HashingEncoder:
     def __init__(self, dim: int = 384) -> None:
         self.dim = dim
         self.name = f"hashing-{dim}"
+        self._buckets: dict[str, tuple[int, float]] = {}  # words repeat across a log: hash each once
 
     def _bucket(self, token: str) -> tuple[int, float]:
-        digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
-        value = int.from_bytes(digest, "little")
-        return value % self.dim, 1.0 if (value >> 63) & 1 else -1.0
+        hit = self._buckets.get(token)
+        if hit is None:
+            digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
+            value = int.from_bytes(digest, "little")
+            hit = (value % self.dim, 1.0 if (value >> 63) & 1 else -1.0)
+            if len(self._buckets) < 1_000_000:
+                self._buckets[token] = hit
+        return hit
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -16,7 +16,8 @@ from graphroute.base import BaseRouter, LogTables, QueryBatch
 from graphroute.config import RouterConfig
 from graphroute.encoders import TextEncoder
 from graphroute.features import llm_features, query_features, task_features, user_features
-from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph, nearest_neighbors
+from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph
+from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
 from graphroute.onboarding import OnboardingMixin

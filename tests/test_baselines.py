@@ -35,7 +35,7 @@ def test_knn_predicts_the_mean_of_its_neighbours(fitted: dict) -> None:
     router = fitted["knn"]
     batch = router.prepare(QUERIES)
     effect, _ = router.predict_outcomes(batch)
-    from graphroute.graph.builder import nearest_neighbors
+    from graphroute.graph.knn import nearest_neighbors
 
     idx, _ = nearest_neighbors(batch.emb, router.ref_emb_, router.k_)
     neighbours = router.ref_effect_[idx[0]]

@@ -15,37 +15,13 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from graphroute import schema as s
+from graphroute.graph.knn import nearest_neighbors
 
 OUTCOME_DIM = 4  # effect, has_effect, chosen (0 / 0.5 unknown / 1), standardised log cost
 
 
 def _t(array: np.ndarray | Sequence[float], dtype: torch.dtype = torch.float32) -> Tensor:
     return torch.as_tensor(np.asarray(array), dtype=dtype)
-
-
-def nearest_neighbors(
-    emb: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 4096, offset: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k cosine neighbours of each row of ``emb`` among ``ref``. Shapes: (N, D), (M, D) → (N, k), (N, k).
-
-    With ``exclude_self``, row i of ``emb`` is row ``offset + i`` of ``ref`` and is not its own neighbour.
-    """
-    k = min(k, len(ref) - int(exclude_self))
-    idx = np.zeros((len(emb), max(k, 0)), dtype=np.int64)
-    sim = np.zeros((len(emb), max(k, 0)), dtype=np.float32)
-    if k <= 0:
-        return idx, sim
-    for start in range(0, len(emb), chunk):
-        block = emb[start : start + chunk] @ ref.T
-        if exclude_self:
-            rows = np.arange(block.shape[0])
-            block[rows, rows + start + offset] = -np.inf
-        part = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        part_sim = np.take_along_axis(block, part, axis=1)
-        order = np.argsort(-part_sim, axis=1, kind="stable")
-        idx[start : start + chunk] = np.take_along_axis(part, order, axis=1)
-        sim[start : start + chunk] = np.take_along_axis(part_sim, order, axis=1)
-    return idx, sim
 
 
 def outcome_attr(effect: np.ndarray, chosen: np.ndarray, cost_z: np.ndarray) -> np.ndarray:
@@ -122,7 +98,7 @@ def attach_queries(
 
     Returns the graph and the node indices of the new queries. Shapes: query_x (N, Fq) → index (N,).
     """
-    out = data.clone()
+    out = _shallow_copy(data)
     start = out[s.QUERY_NODE].num_nodes
     new = np.arange(start, start + len(query_x))
     out[s.QUERY_NODE].x = torch.cat([out[s.QUERY_NODE].x, _t(query_x)])
@@ -135,6 +111,16 @@ def attach_queries(
     idx, sim = nearest_neighbors(query_emb, ref_emb, k_neighbors)
     _set_similarity(out, idx, sim, new, append=True)
     return out, new_t
+
+
+def _shallow_copy(data: HeteroData) -> HeteroData:
+    """A graph with its own stores but the same tensors: attaching replaces the tensors it grows (torch.cat makes
+    new ones), so the reference graph stays untouched without copying its features (gigabytes at scale)."""
+    out = HeteroData()
+    for store in data.node_stores + data.edge_stores:
+        for key, value in store.items():
+            out[store._key][key] = value
+    return out
 
 
 def hide_queries(
