@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,8 @@ from graphroute import schema as s
 from graphroute.errors import DataValidationError
 from graphroute.schema import LLMProfile
 
-LOG_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+LOG_SUFFIXES = (".csv", *PARQUET_SUFFIXES, ".jsonl", ".ndjson", ".json")
 CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -36,11 +37,35 @@ def read_interactions(path: str | Path, llms: Sequence[LLMProfile] | None = None
         frame = open_store(path).read()
         return validate_interactions(frame, llms=llms, source=str(path).split("@")[-1])
     path = Path(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES and path.exists():
+        return pd.concat(list(iter_interactions(path, llms)), ignore_index=True)
     frame = _read_table(path)
     return validate_interactions(frame, llms=llms, source=str(path))
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def iter_interactions(
+    path: str | Path, llms: Sequence[LLMProfile] | None = None, chunk_rows: int = 250_000
+) -> Iterator[pd.DataFrame]:
+    """Validated chunks of a Parquet log, read one row batch at a time: a log larger than memory can be
+    checked or filtered without loading it whole, and errors still name the row in the whole file."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        reader = pq.ParquetFile(path)
+    except Exception as exc:
+        raise DataValidationError(f"{path}: cannot be parsed as parquet: {exc}") from exc
+    first = 0
+    for batch in reader.iter_batches(batch_size=chunk_rows):
+        chunk = batch.to_pandas()
+        yield validate_interactions(chunk, llms=llms, source=str(path), first_row=first)
+        first += len(chunk)
+    if first == 0:
+        raise DataValidationError(f"{path}: no rows")
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
     suffix = path.suffix.lower()
@@ -48,22 +73,25 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataValidationError(f"{path}: unknown file type {suffix!r}; expected one of {', '.join(LOG_SUFFIXES)}")
     if path.stat().st_size == 0:
         raise DataValidationError(f"{path}: file is empty")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    _check_file(path)
+    suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
             return pd.read_csv(path)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
         return pd.read_json(path, lines=suffix != ".json")
     except Exception as exc:  # parser errors carry no file name
         raise DataValidationError(f"{path}: cannot be parsed as {suffix[1:]}: {exc}") from exc
 
 
 def validate_interactions(
-    frame: pd.DataFrame, llms: Sequence[LLMProfile] | None = None, source: str = "<interactions>"
+    frame: pd.DataFrame, llms: Sequence[LLMProfile] | None = None, source: str = "<interactions>", first_row: int = 0
 ) -> pd.DataFrame:
     """Check a log and return a normalised copy: typed columns, filled defaults, a query_id per query.
 
-    Rows are numbered from 1 in messages, in the order of the input table.
+    Rows are numbered from 1 in messages, in the order of the input table (from ``first_row + 1`` for a chunk).
     """
     if len(frame) == 0:
         raise DataValidationError(f"{source}: no rows")
@@ -73,6 +101,7 @@ def validate_interactions(
     if missing:
         raise DataValidationError(f"{source}: missing column(s) {', '.join(missing)}; found {list(frame.columns)}")
     out = frame.reset_index(drop=True).copy()
+    out.index = pd.RangeIndex(first_row, first_row + len(out))  # messages name the row in the whole file
     out[s.QUERY] = _text_column(out, s.QUERY, source)
     out[s.LLM] = _text_column(out, s.LLM, source)
     _check_effect(out, source)
@@ -87,7 +116,7 @@ def validate_interactions(
         out[s.QUERY_ID] = out[s.QUERY_ID].astype(str)
     if s.CHOSEN in out.columns:
         out[s.CHOSEN] = out[s.CHOSEN].astype("boolean")
-    return out
+    return out.reset_index(drop=True)
 
 
 def _bad_row(source: str, index: int, column: str, value: object, why: str) -> DataValidationError:
@@ -99,7 +128,7 @@ def _text_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     for i, value in enumerate(values):
         if not isinstance(value, str) or not value.strip():
             why = "missing (NaN)" if value is None or (isinstance(value, float) and np.isnan(value)) else "empty"
-            raise _bad_row(source, i, column, value, f"{why}; every row needs a non-empty {column}")
+            raise _bad_row(source, values.index[i], column, value, f"{why}; every row needs a non-empty {column}")
     return values.astype(str)
 
 
@@ -108,7 +137,7 @@ def _numeric(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     bad = values.isna() & frame[column].notna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _bad_row(source, i, column, frame[column].iloc[i], "not a number")
+        raise _bad_row(source, frame.index[i], column, frame[column].iloc[i], "not a number")
     return values.astype(float)
 
 
@@ -119,12 +148,14 @@ def _check_effect(frame: pd.DataFrame, source: str) -> None:
     outside = (effect < 0) | (effect > 1)
     if outside.any():
         i = int(np.flatnonzero(outside.to_numpy())[0])
-        raise _bad_row(source, i, s.EFFECT, effect.iloc[i], "effect must lie in [0, 1]")
+        raise _bad_row(source, frame.index[i], s.EFFECT, effect.iloc[i], "effect must lie in [0, 1]")
     chosen = frame[s.CHOSEN] if s.CHOSEN in frame.columns else pd.Series(pd.NA, index=frame.index)
     neither = effect.isna() & chosen.isna()
     if neither.any():
         i = int(np.flatnonzero(neither.to_numpy())[0])
-        raise _bad_row(source, i, s.EFFECT, effect.iloc[i], f"missing (NaN) and no {s.CHOSEN!r} value either")
+        raise _bad_row(
+            source, frame.index[i], s.EFFECT, effect.iloc[i], f"missing (NaN) and no {s.CHOSEN!r} value either"
+        )
     frame[s.EFFECT] = effect
 
 
@@ -136,7 +167,7 @@ def _check_nonnegative(frame: pd.DataFrame, columns: Iterable[str], source: str)
         negative = values < 0
         if negative.any():
             i = int(np.flatnonzero(negative.to_numpy())[0])
-            raise _bad_row(source, i, column, values.iloc[i], "must not be negative")
+            raise _bad_row(source, frame.index[i], column, values.iloc[i], "must not be negative")
         frame[column] = values
 
 
@@ -145,7 +176,9 @@ def _check_llms(frame: pd.DataFrame, names: Sequence[str], source: str) -> None:
     unknown = ~frame[s.LLM].isin(known)
     if unknown.any():
         i = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise _bad_row(source, i, s.LLM, frame[s.LLM].iloc[i], f"LLM not in the catalog ({', '.join(sorted(known))})")
+        raise _bad_row(
+            source, frame.index[i], s.LLM, frame[s.LLM].iloc[i], f"LLM not in the catalog ({', '.join(sorted(known))})"
+        )
 
 
 def _filled(frame: pd.DataFrame, column: str, default: str) -> pd.Series:

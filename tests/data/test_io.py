@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from graphroute.data.io import (
+    iter_interactions,
     read_catalog,
     read_interactions,
     validate_interactions,
@@ -109,3 +110,19 @@ def test_catalog_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / "blank.yaml").write_text("- {name: a, description: ' ', input_price: 1, output_price: 1}\n")
     with pytest.raises(DataValidationError, match="LLM entry 1: field description"):
         read_catalog(tmp_path / "blank.yaml")
+
+
+def test_parquet_is_read_in_chunks_and_errors_name_the_row_in_the_file(tmp_path: Path) -> None:
+    n = 1000
+    big = pd.DataFrame({"query": [f"q{i}" for i in range(n)], "llm": ["a", "b"] * (n // 2), "effect": 0.5})
+    path = tmp_path / "big.parquet"
+    write_interactions(big, path)
+    chunks = list(iter_interactions(path, LLMS, chunk_rows=300))
+    assert [len(c) for c in chunks] == [300, 300, 300, 100]
+    whole = read_interactions(path, LLMS)
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+    assert whole["query"].tolist() == big["query"].tolist()
+    big.loc[777, "effect"] = 3.0  # in the third chunk
+    write_interactions(big, path)
+    with pytest.raises(DataValidationError, match=r"big\.parquet: row 778, column 'effect'.*3\.0"):
+        list(iter_interactions(path, LLMS, chunk_rows=300))
