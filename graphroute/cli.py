@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from graphroute import distributed
 from graphroute.config import RouterConfig
 from graphroute.errors import GraphRouteError
 
@@ -61,10 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     llms = read_catalog(args.llms)
     logs = read_interactions(args.logs, llms)
     router = Router(_config(args)).fit(logs, llms)
-    router.save(args.out)
-    h = router.history_
-    print(f"trained on {len(logs)} rows; best epoch {h.best_epoch}, validation loss {h.best_val_loss:.4f}")
-    print(f"saved to {args.out}")
+    team = distributed.current()  # under torchrun, every rank trains and rank 0 saves
+    if team.is_main:
+        router.save(args.out)
+        h = router.history_
+        print(f"trained on {len(logs)} rows in {team.world} process(es); best epoch {h.best_epoch}, ", end="")
+        print(f"validation loss {h.best_val_loss:.4f}")
+        print(f"saved to {args.out}")
+    distributed.leave()
     return 0
 
 

@@ -42,6 +42,18 @@ class TrainConfig(_Strict):
     cost_weight: float = Field(default=0.5, ge=0, description="Weight of the cost loss beside the effect loss.")
     seed: int = Field(default=0, description="Seed of splits, initialisation and target sampling.")
     device: str = Field(default="cpu", description="'cpu', 'cuda' or 'auto' (GPU when present).")
+    sampling: Literal["auto", "full", "neighbor"] = Field(
+        default="auto",
+        description="'full': every step encodes the whole graph; 'neighbor': mini-batches on sampled subgraphs "
+        "(logs too large for full-graph steps); 'auto': neighbour sampling past 200,000 outcomes.",
+    )
+    batch_size: int = Field(default=2048, gt=0, description="Target queries per neighbour-sampled step.")
+    fanouts: list[int] = Field(
+        default=[10, 5],
+        min_length=1,
+        description="Incoming edges sampled per node and relation, per layer from the batch outwards (the last "
+        "entry repeats for deeper models).",
+    )
 
 
 class PolicyConfig(_Strict):

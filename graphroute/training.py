@@ -14,7 +14,9 @@ from torch_geometric.data import HeteroData
 
 from graphroute import schema as s
 from graphroute.config import TrainConfig
+from graphroute.distributed import Team, all_mean, average_gradients, broadcast_parameters, join
 from graphroute.graph.builder import hide_queries
+from graphroute.graph.sampling import NeighborSampler
 from graphroute.nn.model import RouterGNN
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+SAMPLING_THRESHOLD = 200_000  # outcome edges past which 'auto' trains on sampled subgraphs
+
+
 def loss_terms(model: RouterGNN, graph: dict[str, dict], labels: Labels, cost_weight: float) -> tuple[Tensor, Tensor]:
     """Effect BCE on logits (soft targets) and cost MSE for one set of labels on one graph."""
     logit, cost = model(
@@ -64,6 +69,10 @@ def loss_terms(model: RouterGNN, graph: dict[str, dict], labels: Labels, cost_we
         labels.user,
         labels.base_cost_z,
     )
+    return _losses(logit, cost, labels, cost_weight)
+
+
+def _losses(logit: Tensor, cost: Tensor, labels: Labels, cost_weight: float) -> tuple[Tensor, Tensor]:
     has = ~torch.isnan(labels.effect)
     effect_loss = F.binary_cross_entropy_with_logits(logit[has], labels.effect[has]) if has.any() else logit.sum() * 0
     return effect_loss, cost_weight * F.mse_loss(cost, labels.cost_z)
@@ -81,6 +90,11 @@ def as_tensors(data: HeteroData, device: torch.device) -> dict[str, dict]:
     }
 
 
+def uses_sampling(cfg: TrainConfig, num_outcomes: int) -> bool:
+    """Whether training steps run on sampled subgraphs (see ``TrainConfig.sampling``)."""
+    return cfg.sampling == "neighbor" or (cfg.sampling == "auto" and num_outcomes > SAMPLING_THRESHOLD)
+
+
 def fit_model(
     model: RouterGNN,
     graph: HeteroData,
@@ -92,24 +106,32 @@ def fit_model(
 ) -> TrainResult:
     """Train on masked target batches of ``graph``; keep the weights of the best validation epoch.
 
-    Each step hides every outgoing and outcome edge of a random batch of labelled queries and predicts their
-    outcomes, exactly as a new query is predicted at inference.
+    Each step hides every outgoing and outcome edge of a batch of labelled queries and predicts their outcomes,
+    exactly as a new query is predicted at inference. Steps encode the whole graph, or (large logs) a subgraph
+    sampled around the batch; under ``torchrun`` each process takes its share of every batch.
     """
     import torch_geometric
     from tqdm.auto import tqdm
 
     torch_geometric.seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    team = join(device)
     model.to(device)
+    broadcast_parameters(model, team)
     full, val = as_tensors(graph, device), as_tensors(val_graph, device)
     labels, val_labels = _to(labels, device), _to(val_labels, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    labelled = torch.unique(labels.query)
-    num_queries = graph[s.QUERY_NODE].num_nodes
+    sampler = None
+    if uses_sampling(cfg, graph[s.ANSWERED_BY].num_edges):
+        num_nodes = {t: graph[t].num_nodes for t in graph.node_types}
+        fanouts = [cfg.fanouts[min(i, len(cfg.fanouts) - 1)] for i in range(len(model.convs))]
+        sampler = NeighborSampler(full["edges"], num_nodes, fanouts)
+    step = _Step(model, full, labels, sampler, optimizer, team, cfg, graph[s.QUERY_NODE].num_nodes)
     result, best_state, stale = TrainResult(), copy.deepcopy(model.state_dict()), 0
-    bar = tqdm(range(cfg.epochs), desc="train", leave=False, disable=not logger.isEnabledFor(logging.INFO))
+    quiet = not logger.isEnabledFor(logging.INFO) or not team.is_main
+    bar = tqdm(range(cfg.epochs), desc="train", leave=False, disable=quiet)
     for epoch in bar:
-        train_loss = _epoch(model, full, labels, labelled, num_queries, optimizer, cfg)
+        train_loss = all_mean(step.epoch(), team, device)
         val_effect, val_cost = _evaluate(model, val, val_labels, cfg.cost_weight)
         row = {"epoch": epoch, "train_loss": train_loss, "val_effect_loss": val_effect, "val_cost_loss": val_cost}
         result.history.append(row)
@@ -133,29 +155,91 @@ def _to(labels: Labels, device: torch.device) -> Labels:
     return Labels(*(getattr(labels, f).to(device) for f in labels.__dataclass_fields__))
 
 
-def _epoch(
-    model: RouterGNN,
-    full: dict[str, dict],
-    labels: Labels,
-    labelled: Tensor,
-    num_queries: int,
-    optimizer: torch.optim.Optimizer,
-    cfg: TrainConfig,
-) -> float:
-    model.train()
-    total = 0.0
-    chunks = labelled[torch.randperm(len(labelled), device=labelled.device)].chunk(cfg.steps_per_epoch)
-    for targets in chunks:
-        edges, (attrs, users) = hide_queries(full["edges"], [full["attrs"], full["users"]], targets, num_queries)
-        is_target = torch.zeros(num_queries, dtype=torch.bool, device=targets.device)
-        is_target[targets] = True
-        graph = {**full, "edges": edges, "attrs": attrs, "users": users}
-        effect_loss, cost_loss = loss_terms(model, graph, labels.select(is_target[labels.query]), cfg.cost_weight)
-        optimizer.zero_grad()
-        (effect_loss + cost_loss).backward()
-        optimizer.step()
-        total += float((effect_loss + cost_loss).detach()) / len(chunks)
-    return total
+class _Step:
+    """One epoch of masked target batches, full-graph or sampled, this rank's share of each."""
+
+    def __init__(
+        self,
+        model: RouterGNN,
+        full: dict[str, dict],
+        labels: Labels,
+        sampler: NeighborSampler | None,
+        optimizer: torch.optim.Optimizer,
+        team: Team,
+        cfg: TrainConfig,
+        num_queries: int,
+    ) -> None:
+        self.model, self.full, self.labels, self.sampler = model, full, labels, sampler
+        self.optimizer, self.team, self.cfg, self.num_queries = optimizer, team, cfg, num_queries
+        self.labelled = torch.unique(labels.query)
+        # batches come from their own generator so every rank draws the same ones whatever else uses randomness
+        self.order = torch.Generator().manual_seed(cfg.seed)
+        self.draws = torch.Generator().manual_seed(cfg.seed + 1 + team.rank)
+
+    def epoch(self) -> float:
+        self.model.train()
+        perm = self.labelled[torch.randperm(len(self.labelled), generator=self.order).to(self.labelled.device)]
+        if self.sampler is None:
+            batches = perm.chunk(self.cfg.steps_per_epoch)
+        else:
+            batches = perm.split(self.cfg.batch_size)
+        total = 0.0
+        for batch in batches:
+            targets = self.team.share(batch)
+            self.optimizer.zero_grad()
+            if len(targets):
+                is_target = torch.zeros(self.num_queries, dtype=torch.bool, device=targets.device)
+                is_target[targets] = True
+                labels = self.labels.select(is_target[self.labels.query])
+                run = self._full if self.sampler is None else self._sampled
+                effect_loss, cost_loss = run(targets, labels)
+                (effect_loss + cost_loss).backward()
+                total += float((effect_loss + cost_loss).detach()) / len(batches)
+            average_gradients(self.model, self.team)
+            self.optimizer.step()
+        return total
+
+    def _full(self, targets: Tensor, labels: Labels) -> tuple[Tensor, Tensor]:
+        full = self.full
+        edges, (attrs, users) = hide_queries(full["edges"], [full["attrs"], full["users"]], targets, self.num_queries)
+        return loss_terms(
+            self.model, {**full, "edges": edges, "attrs": attrs, "users": users}, labels, self.cfg.cost_weight
+        )
+
+    def _sampled(self, targets: Tensor, labels: Labels) -> tuple[Tensor, Tensor]:
+        """Encoder on a subgraph sampled around the batch; pair evidence (global statistics, cheap scatters) on
+        the whole graph; the batch's outgoing and outcome edges hidden from both."""
+        assert self.sampler is not None
+        full, model = self.full, self.model
+        seeds = {s.QUERY_NODE: targets, s.LLM_NODE: torch.unique(labels.llm), s.USER_NODE: torch.unique(labels.user)}
+        sub = self.sampler.sample({t: v.cpu() for t, v in seeds.items()}, generator=self.draws)
+        dev = targets.device
+        sub_attrs = {et: full["attrs"][et][ids.to(dev)] for et, ids in sub.edge_id.items() if et in full["attrs"]}
+        sub_edges = {et: ei.to(dev) for et, ei in sub.edge_index.items()}
+        local_targets = torch.arange(len(targets), device=dev)  # seeds come first, in order after unique
+        n_local = len(sub.nodes[s.QUERY_NODE])
+        sub_edges, (sub_attrs,) = hide_queries(sub_edges, [sub_attrs], local_targets, n_local)
+        z = model.encode({t: full["x"][t][ids.to(dev)] for t, ids in sub.nodes.items()}, sub_edges, sub_attrs)
+        read = (s.ANSWERED_BY, s.SIMILAR_TO)
+        edges, (attrs, users) = hide_queries(
+            {et: full["edges"][et] for et in read},
+            [{et: full["attrs"][et] for et in read}, full["users"]],
+            targets,
+            self.num_queries,
+        )
+        pair = model.evidence(
+            full["x"], edges, attrs, users[s.ANSWERED_BY], full["query_task"], labels.query, labels.llm, labels.user
+        )
+        local = {t: v.to(dev) for t, v in sub.local.items()}
+        logit, cost = model.decode(
+            z,
+            pair,
+            local[s.QUERY_NODE][labels.query],
+            local[s.LLM_NODE][labels.llm],
+            local[s.USER_NODE][labels.user],
+            labels.base_cost_z,
+        )
+        return _losses(logit, cost, labels, self.cfg.cost_weight)
 
 
 @torch.no_grad()

@@ -107,6 +107,23 @@ def test_training_lowers_validation_loss(demo: tuple[pd.DataFrame, list], fast_c
     assert hist.best_val_loss < hist.history[0]["val_effect_loss"] + hist.history[0]["val_cost_loss"]
 
 
+def with_train(config: RouterConfig, **train: object) -> RouterConfig:
+    return config.model_copy(update={"train": config.train.model_copy(update=train)})
+
+
+def test_neighbour_sampled_training_reaches_the_full_graph_quality(
+    demo: tuple[pd.DataFrame, list], fast_config: RouterConfig
+) -> None:
+    """Mini-batches on sampled subgraphs (how logs too large for full-graph steps train) learn as well."""
+    logs, llms = demo
+    full = Router(with_train(fast_config, sampling="full")).fit(logs, llms).history_
+    sampled = Router(with_train(fast_config, sampling="neighbor", batch_size=64, fanouts=[4, 2])).fit(logs, llms)
+    first = sampled.history_.history[0]
+    assert sampled.history_.best_val_loss < first["val_effect_loss"] + first["val_cost_loss"]
+    assert abs(sampled.history_.best_val_loss - full.best_val_loss) < 0.05 * full.best_val_loss
+    assert len(sampled.recommend(QUERIES[0], k=2)) == 2
+
+
 def test_end_to_end_generate_train_save_load_recommend(tmp_path: Path, fast_config: RouterConfig) -> None:
     from graphroute.data.io import read_catalog, read_interactions, write_catalog, write_interactions
     from graphroute.data.synthetic import make_demo_logs

@@ -269,3 +269,55 @@ def _shown(rng: np.random.Generator, user: _User, n: int, k: int) -> np.ndarray:
     weights = np.ones(n)
     weights[user.favourite_llm] = 3.0
     return np.sort(rng.choice(n, size=min(k, n), replace=False, p=weights / weights.sum()))
+
+
+def make_scale_logs(
+    n_interactions: int, n_users: int = 1_000, per_query: int = 2, seed: int = 0
+) -> tuple[pd.DataFrame, list[LLMProfile]]:
+    """A large log for scale benchmarks, drawn like ``make_demo_logs`` but vectorised (1M rows in seconds).
+
+    Every query is distinct (a ticket number keeps template collisions apart), so the graph grows with the log
+    as a production log's does. ``per_query`` LLMs answer each query; one of them is marked chosen.
+    """
+    rng = np.random.default_rng(seed)
+    tasks, llms, users = list(_TASKS), demo_llms(), _users(rng, n_users)
+    n_llms = len(llms)
+    per_query = min(per_query, n_llms)
+    n_queries = -(-n_interactions // per_query)
+    user = rng.integers(n_users, size=n_queries)
+    prefs = np.stack([u.tasks for u in users])
+    task = (rng.random((n_queries, 1)) > np.cumsum(prefs[user], axis=1)).sum(axis=1).clip(max=len(tasks) - 1)
+    texts, difficulty = [], np.empty(n_queries)
+    for i, t in enumerate(task):
+        text, difficulty[i] = _query(rng, tasks[t])
+        texts.append(f"{text} (ticket {i})")
+    skill = np.array([[base + ts.get(t, 0.0) for t in tasks] for *_, base, ts in _LLMS])
+    shown = np.argsort(rng.random((n_queries, n_llms)), axis=1)[:, :per_query]  # (Q, k) distinct LLMs
+    p = 1 / (1 + np.exp(-(skill[shown, task[:, None]] - difficulty[:, None])))
+    graded = np.array([_TASKS[t][2] for t in tasks])[task][:, None]
+    effect = np.where(graded, np.clip(p + rng.normal(0, 0.08, p.shape), 0, 1).round(3), rng.random(p.shape) < p)
+    tokens_in = np.array([max(4, len(t.split()) * 4 // 3) for t in texts])[:, None]
+    verbosity = np.array([m[5] for m in _LLMS], dtype=float)[shown]
+    tokens_out = np.maximum(16, rng.normal(verbosity, verbosity * 0.2)).astype(int)
+    price_in = np.array([m.input_price for m in llms])[shown]
+    price_out = np.array([m.output_price for m in llms])[shown]
+    cost = (tokens_in * price_in + tokens_out * price_out) / 1e6
+    alpha = np.array([u.alpha for u in users])[user][:, None]
+    utility = alpha * effect - (1 - alpha) * np.log(cost) / 10 + rng.gumbel(0, 0.05, p.shape)
+    chosen = utility == utility.max(axis=1, keepdims=True)
+    names = np.array([m.name for m in llms])
+    frame = pd.DataFrame(
+        {
+            s.QUERY: np.repeat(np.array(texts, dtype=object), per_query),
+            s.LLM: names[shown].ravel(),
+            s.EFFECT: effect.astype(float).ravel(),
+            s.COST: cost.ravel(),
+            s.TOKENS_IN: np.repeat(tokens_in[:, 0], per_query),
+            s.TOKENS_OUT: tokens_out.ravel(),
+            s.USER_ID: np.repeat(np.array([u.user_id for u in users])[user], per_query),
+            s.TASK: np.repeat(np.array(tasks)[task], per_query),
+            s.CHOSEN: chosen.ravel(),
+        }
+    ).head(n_interactions)
+    frame[s.TIMESTAMP] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(len(frame)), unit="s")
+    return frame, llms

@@ -19,6 +19,22 @@ def test_edge_attr_conv_uses_edge_attributes() -> None:
     assert a.shape == (2, 4) and not torch.allclose(a[1], b[1]) and torch.allclose(a[0], b[0])
 
 
+def test_gradient_free_pass_over_many_edges_is_sliced_and_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference over millions of edges aggregates in slices (bounded memory); the result must not change."""
+    import graphroute.nn.conv as conv_module
+
+    torch.manual_seed(0)
+    conv = EdgeAttrConv((3, 5), 4, edge_dim=2)
+    src, dst = torch.randn(30, 3), torch.randn(10, 5)
+    ei = torch.stack([torch.randint(0, 30, (200,)), torch.randint(0, 9, (200,))])  # node 9 hears nothing
+    attr = torch.randn(200, 2)
+    whole = conv((src, dst), ei, attr)
+    monkeypatch.setattr(conv_module, "NO_GRAD_CHUNK", 17)
+    with torch.no_grad():
+        sliced = conv((src, dst), ei, attr)
+    assert torch.allclose(whole, sliced, atol=1e-6)
+
+
 def test_pair_evidence_means() -> None:
     data, _ = small_graph()
     ev = PairEvidence()
