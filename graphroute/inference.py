@@ -15,6 +15,7 @@ from torch_geometric.data import HeteroData
 
 from graphroute import schema as s
 from graphroute.nn.model import RouterGNN
+from graphroute.nn.pairs import finish_tables, outcome_sums
 
 INTO_QUERY = (s.REV_BELONGS_TO, s.ASKS, s.REV_ANSWERED_BY, s.SIMILAR_TO)
 
@@ -35,14 +36,16 @@ class InferenceCache:
             self.layers.append(h)
         answered = graph[s.ANSWERED_BY]
         self.query_task = graph[s.QUERY_NODE].task
-        self.tables = model.pairs.tables(
-            answered.edge_index,
-            answered.edge_attr[:, 0],
-            answered.edge_attr[:, 1],
-            answered.edge_attr[:, 2],
-            answered.user,
-            {t: graph[t].num_nodes for t in graph.node_types},
-            self.query_task,
+        self.tables = finish_tables(
+            outcome_sums(
+                answered.edge_index,
+                answered.edge_attr[:, 0],
+                answered.edge_attr[:, 1],
+                answered.edge_attr[:, 2],
+                answered.user,
+                {t: graph[t].num_nodes for t in graph.node_types},
+                self.query_task,
+            )
         )
 
     @torch.no_grad()

@@ -16,8 +16,9 @@ from graphroute import schema as s
 from graphroute.config import TrainConfig
 from graphroute.distributed import Team, all_mean, average_gradients, broadcast_parameters, join
 from graphroute.graph.builder import hide_queries
-from graphroute.graph.sampling import NeighborSampler
+from graphroute.graph.sampling import NeighborSampler, incoming
 from graphroute.nn.model import RouterGNN
+from graphroute.nn.pairs import finish_tables, outcome_sums, tables_without
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,8 @@ class _Step:
         self.model, self.full, self.labels, self.sampler = model, full, labels, sampler
         self.optimizer, self.team, self.cfg, self.num_queries = optimizer, team, cfg, num_queries
         self.labelled = torch.unique(labels.query)
+        if sampler is not None:
+            self.evidence = _BatchEvidence(full, sampler, {t: x.size(0) for t, x in full["x"].items()})
         # batches come from their own generator so every rank draws the same ones whatever else uses randomness
         self.order = torch.Generator().manual_seed(cfg.seed)
         self.draws = torch.Generator().manual_seed(cfg.seed + 1 + team.rank)
@@ -220,17 +223,8 @@ class _Step:
         n_local = len(sub.nodes[s.QUERY_NODE])
         sub_edges, (sub_attrs,) = hide_queries(sub_edges, [sub_attrs], local_targets, n_local)
         z = model.encode({t: full["x"][t][ids.to(dev)] for t, ids in sub.nodes.items()}, sub_edges, sub_attrs)
-        read = (s.ANSWERED_BY, s.SIMILAR_TO)
-        edges, (attrs, users) = hide_queries(
-            {et: full["edges"][et] for et in read},
-            [{et: full["attrs"][et] for et in read}, full["users"]],
-            targets,
-            self.num_queries,
-        )
-        pair = model.evidence(
-            full["x"], edges, attrs, users[s.ANSWERED_BY], full["query_task"], labels.query, labels.llm, labels.user
-        )
         local = {t: v.to(dev) for t, v in sub.local.items()}
+        pair = self.evidence(model, targets, local[s.QUERY_NODE], labels)
         logit, cost = model.decode(
             z,
             pair,
@@ -240,6 +234,68 @@ class _Step:
             labels.base_cost_z,
         )
         return _losses(logit, cost, labels, self.cfg.cost_weight)
+
+
+class _BatchEvidence:
+    """Pair evidence for a batch without touching every edge of the graph at each step.
+
+    The whole graph's outcome sums are computed once; a step takes its targets' own outcomes out (found through
+    a by-query index) and reads only the similarity edges into its targets, minus those leaving a target: the
+    same evidence as hiding the targets from the whole graph (a test checks it), in time proportional to the batch.
+    """
+
+    def __init__(self, full: dict[str, dict], sampler: NeighborSampler, num_nodes: dict[str, int]) -> None:
+        answered, attr = full["edges"][s.ANSWERED_BY], full["attrs"][s.ANSWERED_BY]
+        self.full, self.sampler, self.num_nodes = full, sampler, num_nodes
+        with torch.no_grad():
+            self.sums = outcome_sums(
+                answered,
+                attr[:, 0],
+                attr[:, 1],
+                attr[:, 2],
+                full["users"][s.ANSWERED_BY],
+                num_nodes,
+                full["query_task"],
+            )
+            self.per_query = finish_tables(self.sums)
+        counts = torch.bincount(answered[0], minlength=num_nodes[s.QUERY_NODE])
+        self.by_query = (
+            torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]),
+            torch.argsort(answered[0], stable=True),
+        )
+
+    def __call__(self, model: RouterGNN, targets: Tensor, target_row: Tensor, labels: Labels) -> Tensor:
+        """Shapes: targets (B,) query ids; target_row (Q,) maps a target to its row in [0, B) → (P, PAIR_DIM)."""
+        full = self.full
+        rowptr, order = self.by_query
+        own = order[incoming(rowptr, targets)]  # the targets' outcome edges
+        answered, attr = full["edges"][s.ANSWERED_BY][:, own], full["attrs"][s.ANSWERED_BY][own]
+        users = full["users"][s.ANSWERED_BY][own]
+        removed = outcome_sums(
+            answered, attr[:, 0], attr[:, 1], attr[:, 2], users, self.num_nodes, full["query_task"], per_query=False
+        )
+        tables = tables_without(self.sums, self.per_query, removed)
+        sim_ptr, sim_order, sim_src = self.sampler.csr[s.SIMILAR_TO]
+        positions = incoming(sim_ptr, targets)
+        src = sim_src[positions]
+        dst = torch.repeat_interleave(targets, sim_ptr[targets + 1] - sim_ptr[targets])
+        is_target = torch.zeros(self.num_nodes[s.QUERY_NODE], dtype=torch.bool, device=targets.device)
+        is_target[targets] = True
+        keep = ~is_target[src]  # nothing leaves a target
+        sim = full["attrs"][s.SIMILAR_TO][sim_order[positions][keep], 0]
+        task = full["query_task"]
+        return model.pairs.gather(
+            tables,
+            src[keep],
+            target_row[dst[keep]],
+            sim,
+            task,
+            len(targets),
+            target_row[labels.query],
+            task[labels.query],
+            labels.llm,
+            labels.user,
+        )
 
 
 @torch.no_grad()

@@ -91,12 +91,16 @@ def _draw(rowptr: Tensor, dst: Tensor, fanout: int, generator: torch.Generator |
     the fanout, else ``fanout`` draws with replacement (duplicates merge, as PyG's sampler does without)."""
     start, degree = rowptr[dst], rowptr[dst + 1] - rowptr[dst]
     small = degree <= fanout
-    whole_start, whole_degree = start[small], degree[small]
-    offsets = torch.arange(int(whole_degree.sum())) - torch.repeat_interleave(
-        torch.cumsum(whole_degree, 0) - whole_degree, whole_degree
-    )
-    every = torch.repeat_interleave(whole_start, whole_degree) + offsets
+    every = incoming(rowptr, dst[small])
     big_start, big_degree = start[~small], degree[~small]
     draws = torch.rand(len(big_start), fanout, generator=generator)
     sampled = big_start.unsqueeze(1) + (draws * big_degree.unsqueeze(1)).long().clamp(max=big_degree.unsqueeze(1) - 1)
     return torch.cat([every, sampled.reshape(-1)])
+
+
+def incoming(rowptr: Tensor, nodes: Tensor) -> Tensor:
+    """CSR positions of every incoming edge of ``nodes``, node by node. Shapes: (N,) → (sum of degrees,)."""
+    start, degree = rowptr[nodes], rowptr[nodes + 1] - rowptr[nodes]
+    offsets = torch.arange(int(degree.sum()), device=rowptr.device)
+    offsets -= torch.repeat_interleave(torch.cumsum(degree, 0) - degree, degree)
+    return torch.repeat_interleave(start, degree) + offsets

@@ -33,6 +33,62 @@ def _mean_table(rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols:
     return total.view(n_rows, n_cols), count.view(n_rows, n_cols)
 
 
+def outcome_sums(
+    outcome_index: Tensor,
+    effect: Tensor,
+    has_effect: Tensor,
+    chosen: Tensor,
+    outcome_user: Tensor,
+    num_nodes: dict[str, int],
+    query_task: Tensor,
+    per_query: bool = True,
+) -> dict[str, Tensor]:
+    """Additive sums and counts of outcomes per (query | task | user, LLM) and per LLM: additive so that a batch's
+    own outcomes can be taken out of the whole graph's sums in time proportional to the batch.
+    ``per_query`` False leaves out the (Q, L) tables. Shapes: → q_* (Q, L), t_* (T, L), u_*/c_* (U, L), l_* (L,)."""
+    n_q, n_l, n_t, n_u = (num_nodes[k] for k in ("query", "llm", "task", "user"))
+    rated = has_effect > 0
+    q_e, l_e = outcome_index[0][rated], outcome_index[1][rated]
+    eff = effect[rated]
+    out: dict[str, Tensor] = {}
+    if per_query:
+        out["q_sum"], out["q_cnt"] = _mean_table(q_e, l_e, eff, n_q, n_l)
+    zero = torch.zeros(1, dtype=torch.long, device=eff.device).expand(len(eff))
+    l_sum, l_cnt = _mean_table(zero, l_e, eff, 1, n_l)
+    out["l_sum"], out["l_cnt"] = l_sum[0], l_cnt[0]
+    out["t_sum"], out["t_cnt"] = _mean_table(query_task[q_e], l_e, eff, n_t, n_l)
+    out["u_sum"], out["u_cnt"] = _mean_table(outcome_user[rated], l_e, eff, n_u, n_l)
+    has_choice = chosen != 0.5
+    pick_user, pick_llm = outcome_user[has_choice], outcome_index[1][has_choice]
+    out["c_sum"], out["c_cnt"] = _mean_table(pick_user, pick_llm, chosen[has_choice], n_u, n_l)
+    return out
+
+
+def finish_tables(sums: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The evidence tables from outcome sums: per-query means, shrunk LLM means, the additive task/user tables."""
+    # empirical-Bayes means: an LLM (or task, or user) seen a few times is pulled towards the level above, so
+    # an LLM onboarded with ten probes is not judged on one lucky answer
+    total, count = sums["l_sum"].sum(), sums["l_cnt"].sum()
+    overall = total / count if count > 0 else torch.tensor(0.5, device=total.device)
+    out = {
+        "llm_mean": (sums["l_sum"] + PRIOR_COUNT * overall) / (sums["l_cnt"] + PRIOR_COUNT),
+        **{k: sums[k] for k in ("t_sum", "t_cnt", "u_sum", "u_cnt", "c_sum", "c_cnt")},
+    }
+    if "q_sum" in sums:
+        out["q_mean"], out["q_seen"] = sums["q_sum"] / sums["q_cnt"].clamp(min=1), (sums["q_cnt"] > 0).float()
+    return out
+
+
+def tables_without(
+    sums: dict[str, Tensor], per_query: dict[str, Tensor], removed: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """The tables with some outcomes taken out, from the whole graph's ``sums`` and the ``removed`` outcomes'
+    sums (``outcome_sums(..., per_query=False)``). ``per_query`` holds q_mean and q_seen, kept as they are: the
+    rows of queries whose outcomes are removed must then not be read (no similarity edge may leave them)."""
+    kept = {k: sums[k] - removed[k] for k in removed}
+    return {**finish_tables(kept), "q_mean": per_query["q_mean"], "q_seen": per_query["q_seen"]}
+
+
 class PairEvidence(nn.Module):
     """Evidence for (query, LLM, user) triples from the visible outcome edges.
 
@@ -66,7 +122,8 @@ class PairEvidence(nn.Module):
         llm: Tensor,
         user: Tensor,
     ) -> Tensor:
-        tables = self.tables(outcome_index, effect, has_effect, chosen, outcome_user, num_nodes, query_task)
+        sums = outcome_sums(outcome_index, effect, has_effect, chosen, outcome_user, num_nodes, query_task)
+        tables = finish_tables(sums)
         wanted = torch.zeros(num_nodes["query"], dtype=torch.bool, device=query.device)
         wanted[query] = True
         keep = wanted[sim_index[1]]  # only the similarity edges into the queries asked about
@@ -74,43 +131,6 @@ class PairEvidence(nn.Module):
         return self.gather(
             tables, src, dst, sim[keep], query_task, num_nodes["query"], query, query_task[query], llm, user
         )
-
-    def tables(
-        self,
-        outcome_index: Tensor,
-        effect: Tensor,
-        has_effect: Tensor,
-        chosen: Tensor,
-        outcome_user: Tensor,
-        num_nodes: dict[str, int],
-        query_task: Tensor,
-    ) -> dict[str, Tensor]:
-        """Per-graph aggregates of the visible outcomes; they depend only on the reference graph, so serving
-        computes them once per graph version. Shapes: q_* (Q, L), t_* (T, L), u_*/c_* (U, L), llm_mean (L,)."""
-        n_q, n_l, n_t, n_u = (num_nodes[k] for k in ("query", "llm", "task", "user"))
-        rated = has_effect > 0
-        q_e, l_e = outcome_index[0][rated], outcome_index[1][rated]
-        eff = effect[rated]
-        q_sum, q_cnt = _mean_table(q_e, l_e, eff, n_q, n_l)
-        # empirical-Bayes means: an LLM (or task, or user) seen a few times is pulled towards the level above, so
-        # an LLM onboarded with ten probes is not judged on one lucky answer
-        overall = eff.mean() if eff.numel() else torch.tensor(0.5, device=eff.device)
-        llm_mean = (q_sum.sum(0) + PRIOR_COUNT * overall) / (q_cnt.sum(0) + PRIOR_COUNT)
-        t_sum, t_cnt = _mean_table(query_task[q_e], l_e, eff, n_t, n_l)
-        u_sum, u_cnt = _mean_table(outcome_user[rated], l_e, eff, n_u, n_l)
-        has_choice = chosen != 0.5
-        c_sum, c_cnt = _mean_table(outcome_user[has_choice], outcome_index[1][has_choice], chosen[has_choice], n_u, n_l)
-        return {
-            "q_mean": q_sum / q_cnt.clamp(min=1),
-            "q_seen": (q_cnt > 0).float(),
-            "t_sum": t_sum,
-            "t_cnt": t_cnt,
-            "u_sum": u_sum,
-            "u_cnt": u_cnt,
-            "c_sum": c_sum,
-            "c_cnt": c_cnt,
-            "llm_mean": llm_mean,
-        }
 
     def gather(
         self,

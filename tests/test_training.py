@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import torch
+
+from graphroute import schema as s
+from graphroute.graph import hide_queries
+from graphroute.graph.sampling import NeighborSampler
+from graphroute.nn import RouterGNN
+from graphroute.router import EDGE_DIMS
+from graphroute.training import Labels, _BatchEvidence, as_tensors
+from tests.graph.test_builder import small_graph
+
+
+def test_batch_evidence_equals_hiding_the_batch_from_the_whole_graph() -> None:
+    """Sampled steps take a batch's outcomes out of precomputed sums instead of filtering every edge; the pair
+    evidence must be exactly what hiding the batch from the whole graph gives."""
+    data, _ = small_graph()
+    full = as_tensors(data, torch.device("cpu"))
+    num_nodes = {t: data[t].num_nodes for t in data.node_types}
+    model = RouterGNN({t: data[t].x.size(1) for t in data.node_types}, EDGE_DIMS, hidden_channels=8).eval()
+    evidence = _BatchEvidence(full, NeighborSampler(full["edges"], num_nodes, [2]), num_nodes)
+    for targets in (torch.tensor([0, 3]), torch.tensor([1]), torch.tensor([2, 4, 5])):
+        query = targets.repeat_interleave(2)
+        llm, user = torch.tensor([0, 1]).repeat(len(targets)), torch.tensor([0, 1, 2, 0, 1, 2])[: len(query)]
+        labels = Labels(query, llm, user, *(torch.zeros(len(query)) for _ in range(3)))
+        edges, (attrs, users) = hide_queries(full["edges"], [full["attrs"], full["users"]], targets, 6)
+        want = model.evidence(full["x"], edges, attrs, users[s.ANSWERED_BY], full["query_task"], query, llm, user)
+        row = torch.full((6,), -1, dtype=torch.long)
+        row[targets] = torch.arange(len(targets))
+        got = evidence(model, targets, row, labels)
+        assert torch.allclose(got, want, atol=1e-6), targets
