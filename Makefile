@@ -22,3 +22,4 @@ bench: env
 	.venv/bin/graphroute -v bench users --out runs/bench
 	.venv/bin/graphroute -v bench new-llm --out runs/bench
 	.venv/bin/graphroute -v bench service --out runs/bench
+	.venv/bin/graphroute -v bench scale --out runs/bench

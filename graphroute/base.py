@@ -7,7 +7,9 @@ they are compared through exactly the same data preparation and the same policy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
 
@@ -128,8 +130,27 @@ class BaseRouter:
         self.encoder = encoder
 
     # ----- fitting -----
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        """Record a fit phase's seconds in ``timings_`` (what the scale benchmark reports, what a user with a
+        slow fit looks at first)."""
+        start = time.perf_counter()
+        yield
+        self.timings_[phase] = round(time.perf_counter() - start, 3)
+        logger.info("%s: %.1fs", phase, self.timings_[phase])
+
     def fit(self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]) -> Self:
         """Learn from a log; a validation split is carved from it (by query) for selection and stopping."""
+        self.timings_: dict[str, float] = {}
+        with self._timed("prepare"):
+            train, val = self._prepare_fit(logs, llms)
+        self._fit(train, val)
+        return self
+
+    def _prepare_fit(
+        self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]
+    ) -> tuple[LogTables, LogTables]:
+        """Validate, cost, split and embed the log into train and validation tables."""
         catalog = [m if isinstance(m, LLMProfile) else LLMProfile.model_validate(m) for m in llms]
         catalog = catalog_from_records([m.model_dump() for m in catalog], source="llms")
         self.encoder_ = self.encoder or make_encoder(self.config.encoder)
@@ -144,8 +165,7 @@ class BaseRouter:
         train, val = self.tables(splits.train), self.tables(splits.val)
         self._fit_tasks(train)
         self.user_ids_ = sorted(frame[s.USER_ID].unique().tolist())
-        self._fit(train, val)
-        return self
+        return train, val
 
     def _fit_tasks(self, train: LogTables) -> None:
         self.task_names_ = sorted(set(train.queries.tasks))

@@ -103,7 +103,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from graphroute.bench.report import dump_json
 
     root, out = Path(args.data_root), Path(args.out)
-    needed = args.datasets if args.protocol == "routing" else [] if args.protocol == "service" else ["llmrouter-9llm"]
+    needed = {"routing": args.datasets, "service": [], "scale": []}.get(args.protocol, ["llmrouter-9llm"])
     missing = [d for d in needed if not (root / d).exists()]
     if missing:
         print(f"benchmark data missing under {root}: {missing}; nothing to run", file=sys.stderr)
@@ -125,6 +125,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_service()
         print(format_service(results))
+    elif args.protocol == "scale":
+        from graphroute.bench.scale import format_scale, plot_scale, run_scale
+
+        results = run_scale(args.sizes)
+        print(format_scale(results))
+        plot_scale(results, out / "scale.png")
     else:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
 
@@ -283,9 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         "paired-bootstrap intervals. users (P3): simulated users on llmrouter-9llm, personalised vs "
         "user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held "
         "out of training and onboarded from its description, then with 10 and 50 probes. service (P4): "
-        "`graphroute serve` on 127.0.0.1 under single and 16 concurrent clients, beside bare embedding.",
+        "`graphroute serve` on 127.0.0.1 under single and 16 concurrent clients, beside bare embedding. scale (P5): "
+        "generated logs of --sizes interactions; read, graph build, one epoch, inference, peak RSS, a plot.",
     )
-    p.add_argument("protocol", choices=["routing", "users", "new-llm", "service"], help="Which protocol of GUIDE §5.")
+    protocols = ["routing", "users", "new-llm", "service", "scale"]
+    p.add_argument("protocol", choices=protocols, help="Which protocol of GUIDE §5 (scale: P5 of issue 5).")
+    p.add_argument("--sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000], help="Log sizes for scale.")
     p.add_argument("--users", type=int, default=200, help="Simulated users for `users` (default 200).")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help=f"Benchmark data (default {DEFAULT_DATA}).")
     p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))

@@ -63,14 +63,26 @@ class Router(OnboardingMixin, BaseRouter):
 
     # ----- fit -----
     def _fit(self, train: LogTables, val: LogTables) -> None:
-        everything = pd.concat([train.frame, val.frame])
-        log_cost = np.log(np.maximum(train.frame[s.COST].to_numpy(dtype=float), 1e-12))
-        self.log_cost_stats_ = (float(log_cost.mean()), float(max(log_cost.std(), 1e-6)))
-        self.user_x_ = user_features(everything, self.user_ids_, self._cost_z(everything[s.COST].to_numpy()))
-        self.llm_x_ = llm_features(self.llms_, self.encoder_)
-        self.task_x_ = task_features(self.task_names_, self.task_centroids_, self.encoder_)
-        graph = self._graph(train)
-        val_graph, new = self._attach(graph, train.queries.emb, val.queries)
+        with self._timed("graph"):
+            everything = pd.concat([train.frame, val.frame])
+            log_cost = np.log(np.maximum(train.frame[s.COST].to_numpy(dtype=float), 1e-12))
+            self.log_cost_stats_ = (float(log_cost.mean()), float(max(log_cost.std(), 1e-6)))
+            self.user_x_ = user_features(everything, self.user_ids_, self._cost_z(everything[s.COST].to_numpy()))
+            del everything
+            self.llm_x_ = llm_features(self.llms_, self.encoder_)
+            self.task_x_ = task_features(self.task_names_, self.task_centroids_, self.encoder_)
+            graph = self._graph(train)
+            val_graph, new = self._attach(graph, train.queries.emb, val.queries)
+        with self._timed("train"):
+            self._train(graph, val_graph, train, val, new)
+        del graph, val_graph  # the reference graph is rebuilt below; drop the training graphs first
+        with self._timed("finish"):
+            self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
+            self.graph_ = self._graph(self.tables_, self._neighbors())
+            self.user_prefs_ = {}
+            self._fit_preferences(self.user_ids_)
+
+    def _train(self, graph: object, val_graph: object, train: LogTables, val: LogTables, new: torch.Tensor) -> None:
         import torch_geometric
 
         torch_geometric.seed_everything(self.config.train.seed)  # the initial weights are part of the seed
@@ -90,10 +102,6 @@ class Router(OnboardingMixin, BaseRouter):
             self.config.train,
             callback=self.callback,
         )
-        self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
-        self.graph_ = self._graph(self.tables_, self._neighbors())
-        self.user_prefs_ = {}
-        self._fit_preferences(self.user_ids_)
 
     @property
     def ref_emb_(self) -> np.ndarray:
