@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from graphroute import Router
+from graphroute.bench.service import free_port
 from graphroute.data.io import write_catalog, write_interactions
 from graphroute.data.synthetic import make_demo_logs
 
@@ -21,12 +21,6 @@ CONFIG = {
     "model": {"hidden_channels": 32},
     "train": {"epochs": 8, "patience": 4, "seed": 0},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def train(launcher: list[str], root: Path, out: str) -> tuple[float, str]:

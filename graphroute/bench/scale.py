@@ -104,4 +104,5 @@ def plot_scale(rows: list[dict[str, float]], path: str | Path) -> None:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0)))
+    # the parent reads this line: the child's measurements, as JSON
+    sys.stdout.write(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0)) + "\n")

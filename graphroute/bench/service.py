@@ -19,7 +19,8 @@ from graphroute.config import RouterConfig
 from graphroute.data.synthetic import make_demo_logs
 
 
-def _port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (servers started by benchmarks and tests)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -42,7 +43,7 @@ def run_service(n_single: int = 200, n_concurrent: int = 640, clients: int = 16,
     single, burst = queries[:n_single], queries[n_single : n_single + n_concurrent]
     with tempfile.TemporaryDirectory() as tmp:
         Router(RouterConfig(encoder={"kind": "minilm", "cache_dir": None})).fit(logs, llms).save(Path(tmp) / "r")
-        port = _port()
+        port = free_port()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRAPHROUTE_STORE_URL": str(Path(tmp) / "s.sqlite")}
         server = subprocess.Popen(
             [sys.executable, "-m", "graphroute.cli", "serve", str(Path(tmp) / "r"), "--port", str(port)],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from graphroute import Router
+from graphroute.bench.service import free_port
 from serving.app import create_app
 from serving.settings import ServeSettings
 
@@ -37,12 +37,6 @@ def client(run_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     settings = ServeSettings(router_dir=run_dir, api_key=KEY, store_url=str(tmp_path / "store.sqlite"))
     with TestClient(create_app(settings)) as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ThreadServer:
