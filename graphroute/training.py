@@ -40,11 +40,13 @@ class Labels:
 
 @dataclass
 class TrainResult:
-    """What training did: per-epoch losses, the best epoch and its validation loss."""
+    """What training did: per-epoch losses, the best epoch and its validation loss, and whether its steps ran on
+    sampled subgraphs."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     best_val_loss: float = float("inf")
+    sampled: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -128,7 +130,7 @@ def fit_model(
         fanouts = [cfg.fanouts[min(i, len(cfg.fanouts) - 1)] for i in range(len(model.convs))]
         sampler = NeighborSampler(full["edges"], num_nodes, fanouts)
     step = _Step(model, full, labels, sampler, optimizer, team, cfg, graph[s.QUERY_NODE].num_nodes)
-    result, best_state, stale = TrainResult(), copy.deepcopy(model.state_dict()), 0
+    result, best_state, stale = TrainResult(sampled=sampler is not None), copy.deepcopy(model.state_dict()), 0
     quiet = not logger.isEnabledFor(logging.INFO) or not team.is_main
     bar = tqdm(range(cfg.epochs), desc="train", leave=False, disable=quiet)
     for epoch in bar:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +15,15 @@ from graphroute.data.synthetic import make_demo_logs
 FAST = ["--encoder", "hashing", "--epochs", "2"]
 
 
-def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "graphroute.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+def cli(
+    *args: str | Path,
+    cwd: Path | None = None,
+    launcher: Sequence[str] = (sys.executable,),
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`graphroute ARGS` in a fresh process (``launcher`` runs ``-m graphroute.cli``: python, or torchrun)."""
+    command = [*launcher, "-m", "graphroute.cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from graphroute import Router
 from graphroute.bench.service import free_port
 from graphroute.data.io import write_catalog, write_interactions
 from graphroute.data.synthetic import make_demo_logs
+from tests.test_cli import cli
 
 CONFIG = {
     "encoder": {"kind": "hashing", "dim": 64},
@@ -25,9 +25,8 @@ CONFIG = {
 
 def train(launcher: list[str], root: Path, out: str) -> tuple[float, str]:
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    args = ["-m", "graphroute.cli", "train", root / "logs.parquet", "--llms", root / "llms.yaml"]
-    args += ["--config", root / "config.yaml", "--out", root / out]
-    done = subprocess.run([*launcher, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+    args = ["train", root / "logs.parquet", "--llms", root / "llms.yaml", "--config", root / "config.yaml"]
+    done = cli(*args, "--out", root / out, launcher=launcher, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     found = re.search(r"in (\d+) process\(es\).*validation loss ([0-9.]+)", done.stdout)
     assert found, done.stdout

@@ -29,7 +29,6 @@ def measure(n_interactions: int, seed: int = 0) -> dict[str, float]:
     from graphroute.data.io import read_interactions, write_interactions
     from graphroute.data.synthetic import make_scale_logs
     from graphroute.router import Router
-    from graphroute.training import uses_sampling
 
     logs, llms = make_scale_logs(n_interactions, seed=seed)
     config = RouterConfig(encoder={"kind": "hashing"}, train={"epochs": 1, "seed": seed})
@@ -52,7 +51,7 @@ def measure(n_interactions: int, seed: int = 0) -> dict[str, float]:
     return {
         "interactions": n_interactions,
         "queries": int(frame["query_id"].nunique()),
-        "sampled_training": uses_sampling(config.train, n_interactions),
+        "sampled_training": router.history_.sampled,
         "read": round(read, 2),
         **{k: round(t[k], 2) for k in ("prepare", "graph", "train", "finish")},
         "build_and_epoch": round(read + t["prepare"] + t["graph"] + t["train"], 1),

@@ -68,14 +68,13 @@ def _ivf(
     centroids = _kmeans(pool, n_lists)
     pool_list = _assign(pool, centroids)
     query_list = _assign(queries, centroids)
-    order = torch.argsort(pool_list, stable=True)
-    sizes = torch.bincount(pool_list, minlength=n_lists)
-    starts = torch.cumsum(sizes, 0) - sizes
+    order, starts, sizes = _groups(pool_list, n_lists)
+    q_order, q_starts, q_sizes = _groups(query_list, n_lists)
     near_lists = (centroids @ centroids.T).argsort(dim=1, descending=True)
     idx = torch.empty(len(queries), k, dtype=torch.long)
     sim = torch.empty(len(queries), k)
-    for c in torch.unique(query_list).tolist():
-        rows = torch.nonzero(query_list == c).squeeze(1)
+    for c in torch.nonzero(q_sizes).squeeze(1).tolist():
+        rows = q_order[q_starts[c] : q_starts[c] + q_sizes[c]]
         lists = near_lists[c]
         n_probe = max(IVF_PROBES, int(torch.searchsorted(torch.cumsum(sizes[lists], 0), k + 1)) + 1)
         members = torch.cat([order[starts[j] : starts[j] + sizes[j]] for j in lists[:n_probe].tolist()])
@@ -85,6 +84,12 @@ def _ivf(
         top = block.topk(k, dim=1)
         idx[rows], sim[rows] = members[top.indices], top.values
     return idx, sim
+
+
+def _groups(labels: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row ids sorted by group, and each group's start and size in that order. Shapes: (N,) → (N,), (G,), (G,)."""
+    sizes = torch.bincount(labels, minlength=n_groups)
+    return torch.argsort(labels, stable=True), torch.cumsum(sizes, 0) - sizes, sizes
 
 
 def _kmeans(points: torch.Tensor, n_clusters: int, sample: int = 64) -> torch.Tensor:
