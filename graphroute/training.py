@@ -16,7 +16,7 @@ from graphroute import schema as s
 from graphroute.config import TrainConfig
 from graphroute.distributed import Team, all_mean, average_gradients, broadcast_parameters, join
 from graphroute.graph.builder import hide_queries
-from graphroute.graph.sampling import NeighborSampler, incoming
+from graphroute.graph.sampling import Hops, NeighborSampler, incoming
 from graphroute.nn.model import RouterGNN
 from graphroute.nn.pairs import finish_tables, outcome_sums, tables_without
 
@@ -223,8 +223,10 @@ class _Step:
         sub_edges = {et: ei.to(dev) for et, ei in sub.edge_index.items()}
         local_targets = torch.arange(len(targets), device=dev)  # seeds come first, in order after unique
         n_local = len(sub.nodes[s.QUERY_NODE])
-        sub_edges, (sub_attrs,) = hide_queries(sub_edges, [sub_attrs], local_targets, n_local)
-        z = model.encode({t: full["x"][t][ids.to(dev)] for t, ids in sub.nodes.items()}, sub_edges, sub_attrs)
+        hops = {et: h.to(dev) for et, h in sub.edge_hop.items()}
+        sub_edges, (sub_attrs, hops) = hide_queries(sub_edges, [sub_attrs, hops], local_targets, n_local)
+        x = {t: full["x"][t][ids.to(dev)] for t, ids in sub.nodes.items()}
+        z = model.encode(x, sub_edges, sub_attrs, Hops(sub.within, hops))
         local = {t: v.to(dev) for t, v in sub.local.items()}
         pair = self.evidence(model, targets, local[s.QUERY_NODE], labels)
         logit, cost = model.decode(

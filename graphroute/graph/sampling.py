@@ -20,13 +20,26 @@ EdgeType = tuple[str, str, str]
 class Subgraph:
     """Sampled nodes (global ids per type, the seeds first) and edges (local endpoints, global edge ids).
 
-    ``local[t]`` maps a global node id of type t to its local id (-1 where not sampled).
+    ``local[t]`` maps a global node id of type t to its local id (-1 where not sampled). Nodes are numbered in
+    hop order: ``within[t][h]`` of them lie within h hops of the seeds (h = 0 … number of layers).
+    ``edge_hop[et]`` is the hop of each edge's destination (0: an edge into a seed). Given to
+    ``RouterGNN.encode`` as ``Hops``, both let it skip what the seeds' states cannot depend on.
     """
 
     nodes: dict[str, Tensor]
     edge_index: dict[EdgeType, Tensor]
     edge_id: dict[EdgeType, Tensor]
     local: dict[str, Tensor]
+    within: dict[str, list[int]]
+    edge_hop: dict[EdgeType, Tensor]
+
+
+@dataclass
+class Hops:
+    """Hop bookkeeping of a sampled subgraph (see ``Subgraph``), the part the encoder needs to trim its layers."""
+
+    within: dict[str, list[int]]
+    edge_hop: dict[EdgeType, Tensor]
 
 
 class NeighborSampler:
@@ -56,7 +69,9 @@ class NeighborSampler:
         for t, ids in seeds.items():
             frontier[t] = self._add(ids, t, local, nodes)
         picked: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
-        for fanout in self.fanouts:
+        picked_hop: dict[EdgeType, list[Tensor]] = {et: [] for et in self.csr}
+        within = {t: [sum(len(p) for p in nodes[t])] for t in self.num_nodes}
+        for hop, fanout in enumerate(self.fanouts):
             grown: dict[str, list[Tensor]] = {t: [] for t in self.num_nodes}
             for et, (rowptr, order, src_sorted) in self.csr.items():
                 dst = frontier.get(et[2])
@@ -64,16 +79,24 @@ class NeighborSampler:
                     continue
                 positions = _draw(rowptr, dst, fanout, generator)
                 picked[et].append(order[positions])
+                picked_hop[et].append(torch.full((len(positions),), hop, dtype=torch.long))
                 grown[et[0]].append(self._add(src_sorted[positions], et[0], local, nodes))
             frontier = {t: torch.cat(parts) for t, parts in grown.items() if parts}
+            for t in self.num_nodes:
+                within[t].append(sum(len(p) for p in nodes[t]))
         node_ids = {t: torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long) for t, parts in nodes.items()}
-        edge_id, edge_index = {}, {}
+        edge_id, edge_index, edge_hop = {}, {}, {}
         for et, parts in picked.items():
-            ids = torch.unique(torch.cat(parts)) if parts else torch.zeros(0, dtype=torch.long)
+            if parts:
+                ids, inverse = torch.unique(torch.cat(parts), return_inverse=True)
+                # an edge is drawn only while its destination is in the frontier: duplicates share their hop
+                edge_hop[et] = torch.empty(len(ids), dtype=torch.long).scatter_(0, inverse, torch.cat(picked_hop[et]))
+            else:
+                ids = edge_hop[et] = torch.zeros(0, dtype=torch.long)
             edge_id[et] = ids
             ends = self.edges[et][:, ids]
             edge_index[et] = torch.stack([local[et[0]][ends[0]], local[et[2]][ends[1]]])
-        return Subgraph(node_ids, edge_index, edge_id, local)
+        return Subgraph(node_ids, edge_index, edge_id, local, within, edge_hop)
 
     @staticmethod
     def _add(ids: Tensor, node_type: str, local: dict[str, Tensor], nodes: dict[str, list[Tensor]]) -> Tensor:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import HeteroConv
 
 from graphroute import schema as s
+from graphroute.graph.sampling import Hops
 from graphroute.nn.conv import EdgeAttrConv
 from graphroute.nn.pairs import PAIR_DIM, TASK_MEAN, PairEvidence, evidence_logits
 
@@ -66,15 +67,40 @@ class RouterGNN(nn.Module):
         nn.init.zeros_(self.cost_head[-1].bias)
 
     def encode(
-        self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor], edge_attr_dict: dict[EdgeType, Tensor]
+        self,
+        x_dict: dict[str, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        edge_attr_dict: dict[EdgeType, Tensor],
+        hops: Hops | None = None,
     ) -> dict[str, Tensor]:
-        """Node states after message passing. Shapes: x_dict[t] (N_t, F_t) → (N_t, hidden)."""
+        """Node states after message passing. Shapes: x_dict[t] (N_t, F_t) → (N_t, hidden).
+
+        With the ``hops`` of a sampled subgraph only the seeds' states are computed (rows
+        ``[0, hops.within[t][0])`` of the result): layer i of L updates only the nodes within L-1-i hops of the
+        seeds, from the edges into them, since nothing farther reaches a seed in the layers left. Most sampled
+        nodes are outer-hop sources, so this skips most of the per-node work of a step.
+        """
         h = {t: torch.relu(self.inputs[t](x)) for t, x in x_dict.items()}
         edges = {et: ei for et, ei in edge_index_dict.items() if et in self.edge_types}
         attrs = {et: a for et, a in edge_attr_dict.items() if et in edges}
-        for conv, norms in zip(self.convs, self.norms, strict=True):
-            out = conv(h, edges, edge_attr_dict=attrs)
-            h = {t: norms[t](h[t] + self.dropout(torch.relu(out[t]))) if t in out else h[t] for t in h}
+        for i, (conv, norms) in enumerate(zip(self.convs, self.norms, strict=True)):
+            keep = {t: len(v) for t, v in h.items()}
+            layer_edges, layer_attrs = edges, attrs
+            if hops is not None:
+                depth = len(self.convs) - 1 - i  # hops left between this layer's outputs and the seeds
+                keep = {t: hops.within[t][min(depth, len(hops.within[t]) - 1)] for t in h}
+                near = {et: hops.edge_hop[et] <= depth for et in edges}
+                layer_edges = {et: ei[:, near[et]] for et, ei in edges.items()}
+                layer_attrs = {et: a[near[et]] for et, a in attrs.items()}
+            out: dict[str, Tensor] = {}
+            for et, ei in layer_edges.items():  # HeteroConv's sum over relations, with fewer outputs than inputs
+                src, _, dst = et
+                msg = conv.convs[et]((h[src], h[dst][: keep[dst]]), ei, layer_attrs.get(et))
+                out[dst] = msg if dst not in out else out[dst] + msg
+            h = {
+                t: norms[t](v[: keep[t]] + self.dropout(torch.relu(out[t]))) if t in out else v[: keep[t]]
+                for t, v in h.items()
+            }
         return h
 
     def evidence(

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from graphroute import schema as s
+from graphroute.graph.builder import build_graph
+from graphroute.graph.sampling import Hops, NeighborSampler
 from graphroute.nn import EdgeAttrConv, RouterGNN
 from graphroute.nn.pairs import PAIR_DIM, PairEvidence
 from graphroute.router import EDGE_DIMS
@@ -79,3 +82,45 @@ def test_model_shapes_and_cost_head_starts_at_catalog_estimate() -> None:
         base,
     )
     assert logit.shape == (3,) and torch.allclose(cost, base)
+
+
+def random_graph(n_queries: int = 80, seed: int = 0) -> object:
+    """A graph big enough for sampled subgraphs to have nodes two and three hops from their seeds."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n_queries, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    n_out = 2 * n_queries
+    outcomes = {
+        "q": rng.integers(0, n_queries, n_out),
+        "l": rng.integers(0, 4, n_out),
+        "u": rng.integers(0, 6, n_out),
+        "effect": rng.random(n_out),
+        "chosen": rng.integers(0, 2, n_out).astype(float),
+        "cost_z": rng.normal(size=n_out),
+    }
+    tasks = rng.integers(0, 3, n_queries)
+    return build_graph(emb, tasks, rng.random((4, 3)), rng.random((3, 5)), rng.random((6, 5)), outcomes, emb, 4)
+
+
+@pytest.mark.parametrize(("layers", "fanouts"), [(2, [3, 2]), (3, [2, 2, 2])])
+def test_trimmed_layers_give_the_seeds_the_states_of_the_whole_subgraph(layers: int, fanouts: list[int]) -> None:
+    """Sampled steps skip, in layer i of L, every edge more than L-1-i hops from the seeds; the seeds' states
+    (all that a step decodes) must be exactly those of the untrimmed pass over the same subgraph."""
+    data = random_graph()
+    torch.manual_seed(0)
+    model = RouterGNN({t: data[t].x.size(1) for t in data.node_types}, EDGE_DIMS, 8, num_layers=layers).eval()
+    num_nodes = {t: data[t].num_nodes for t in data.node_types}
+    sampler = NeighborSampler(data.edge_index_dict, num_nodes, fanouts)
+    gen = torch.Generator().manual_seed(1)
+    for seeds in (torch.tensor([0, 5, 9]), torch.tensor([17])):
+        sub = sampler.sample(
+            {s.QUERY_NODE: seeds, s.LLM_NODE: torch.tensor([1, 2]), s.USER_NODE: torch.tensor([0])}, gen
+        )
+        x = {t: data[t].x[ids] for t, ids in sub.nodes.items()}
+        attrs = {et: data[et].edge_attr[ids] for et, ids in sub.edge_id.items() if "edge_attr" in data[et]}
+        whole = model.encode(x, sub.edge_index, attrs)
+        trimmed = model.encode(x, sub.edge_index, attrs, Hops(sub.within, sub.edge_hop))
+        assert sum(len(v) for v in trimmed.values()) < sum(len(v) for v in whole.values())  # work was skipped
+        for t in whole:
+            n_seeds = sub.within[t][0]
+            assert torch.allclose(trimmed[t][:n_seeds], whole[t][:n_seeds], atol=1e-6), t
