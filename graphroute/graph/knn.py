@@ -8,6 +8,7 @@ uses every core for the matrix products and its top-k is far cheaper than a full
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def nearest_neighbors(
     if exact if exact is not None else len(ref) <= EXACT_LIMIT:
         idx, sim = _exact(queries, pool, k, self_index, chunk)
     else:
-        idx, sim = _ivf(queries, pool, k, self_index)
+        idx, sim = _index_for(ref, pool).search(queries, pool, k, self_index)
     return idx.numpy(), sim.numpy()
 
 
@@ -59,31 +60,63 @@ def _exact(
     return idx, sim
 
 
-def _ivf(
-    queries: torch.Tensor, pool: torch.Tensor, k: int, self_index: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cluster the pool (spherical k-means, √M lists); each query cluster searches the members of the
-    ``IVF_PROBES`` lists nearest its centroid (more while they hold fewer than k + 1 rows)."""
-    n_lists = max(1, int(math.sqrt(len(pool))))
-    centroids = _kmeans(pool, n_lists)
-    pool_list = _assign(pool, centroids)
-    query_list = _assign(queries, centroids)
-    order, starts, sizes = _groups(pool_list, n_lists)
-    q_order, q_starts, q_sizes = _groups(query_list, n_lists)
-    near_lists = (centroids @ centroids.T).argsort(dim=1, descending=True)
-    idx = torch.empty(len(queries), k, dtype=torch.long)
-    sim = torch.empty(len(queries), k)
-    for c in torch.nonzero(q_sizes).squeeze(1).tolist():
-        rows = q_order[q_starts[c] : q_starts[c] + q_sizes[c]]
-        lists = near_lists[c]
-        n_probe = max(IVF_PROBES, int(torch.searchsorted(torch.cumsum(sizes[lists], 0), k + 1)) + 1)
-        members = torch.cat([order[starts[j] : starts[j] + sizes[j]] for j in lists[:n_probe].tolist()])
-        block = queries[rows] @ pool[members].T
-        if self_index is not None:
-            block[self_index[rows].unsqueeze(1) == members.unsqueeze(0)] = -math.inf
-        top = block.topk(k, dim=1)
-        idx[rows], sim[rows] = members[top.indices], top.values
-    return idx, sim
+class IVFIndex:
+    """An inverted-file index of one reference pool: spherical k-means into √M lists, each list's members
+    stored together. Built once per pool and kept (see ``_index_for``), so routing a query against a large
+    reference graph searches a few lists instead of clustering the pool again."""
+
+    built = 0  # indexes built in this process (tests check reuse)
+
+    def __init__(self, pool: torch.Tensor) -> None:
+        IVFIndex.built += 1
+        self.n_lists = max(1, int(math.sqrt(len(pool))))
+        self.centroids = _kmeans(pool, self.n_lists)
+        self.labels = _assign(pool, self.centroids)
+        self.order, self.starts, self.sizes = _groups(self.labels, self.n_lists)
+        self.near_lists = (self.centroids @ self.centroids.T).argsort(dim=1, descending=True)
+
+    def search(
+        self, queries: torch.Tensor, pool: torch.Tensor, k: int, self_index: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each query cluster searches the members of the ``IVF_PROBES`` lists nearest its centroid (more while
+        they hold fewer than k + 1 rows). Queries that are pool rows (``self_index``) reuse their list. The
+        index keeps no reference to ``pool`` (the pool it was built on), so caching it holds no memory of size M·D."""
+        labels = self.labels[self_index] if self_index is not None else _assign(queries, self.centroids)
+        q_order, q_starts, q_sizes = _groups(labels, self.n_lists)
+        idx = torch.empty(len(queries), k, dtype=torch.long)
+        sim = torch.empty(len(queries), k)
+        for c in torch.nonzero(q_sizes).squeeze(1).tolist():
+            rows = q_order[q_starts[c] : q_starts[c] + q_sizes[c]]
+            lists = self.near_lists[c]
+            n_probe = max(IVF_PROBES, int(torch.searchsorted(torch.cumsum(self.sizes[lists], 0), k + 1)) + 1)
+            members = torch.cat(
+                [self.order[self.starts[j] : self.starts[j] + self.sizes[j]] for j in lists[:n_probe].tolist()]
+            )
+            block = queries[rows] @ pool[members].T
+            if self_index is not None:
+                block[self_index[rows].unsqueeze(1) == members.unsqueeze(0)] = -math.inf
+            top = block.topk(k, dim=1)
+            idx[rows], sim[rows] = members[top.indices], top.values
+        return idx, sim
+
+
+_INDEXES: dict[int, tuple[weakref.ref[np.ndarray], IVFIndex]] = {}
+INDEXES_KEPT = 2  # pools whose index stays in memory (a fit's train pool and train + validation pool)
+
+
+def _index_for(ref: np.ndarray, pool: torch.Tensor) -> IVFIndex:
+    """The index of ``ref``, built at its first search and reused while ``ref`` lives (pools are replaced by
+    new arrays, never changed in place)."""
+    kept = _INDEXES.get(id(ref))
+    if kept is not None and kept[0]() is ref:
+        return kept[1]
+    index = IVFIndex(pool)
+    for key in [key for key, (alive, _) in _INDEXES.items() if alive() is None]:
+        del _INDEXES[key]
+    while len(_INDEXES) >= INDEXES_KEPT:
+        del _INDEXES[next(iter(_INDEXES))]
+    _INDEXES[id(ref)] = (weakref.ref(ref), index)
+    return index
 
 
 def _groups(labels: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

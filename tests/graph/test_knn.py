@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphroute.graph import knn
 from graphroute.graph.knn import nearest_neighbors
 
 
@@ -31,3 +32,19 @@ def test_inverted_file_search_finds_almost_all_true_neighbours() -> None:
     assert recall >= 0.9, recall
     assert not (approx == np.arange(len(x))[:, None]).any()  # never its own neighbour
     assert np.allclose(sim, np.einsum("nd,nkd->nk", x, x[approx]), atol=1e-5)
+
+
+def test_inverted_file_index_is_built_once_per_pool() -> None:
+    """Routing against a large reference pool reuses its index (clustering the pool per request would cost
+    seconds at a million rows); the self-search and later searches of new queries share it."""
+    x = clustered(6_000)
+    knn.IVFIndex.built = 0
+    whole, _ = nearest_neighbors(x, x, 5, exclude_self=True, exact=False)
+    tail, _ = nearest_neighbors(x[5_000:], x, 5, exclude_self=True, offset=5_000, exact=False)
+    one, _ = nearest_neighbors(x[5_000:5_001] + 0, x, 5, exact=False)
+    assert knn.IVFIndex.built == 1
+    assert np.array_equal(tail, whole[5_000:])
+    assert one[0, 0] == 5_000 and np.array_equal(np.sort(one[0, 1:]), np.sort(whole[5_000, :4]))
+    copy = x.copy()  # another pool (same values): its own index
+    nearest_neighbors(x[:3], copy, 5, exact=False)
+    assert knn.IVFIndex.built == 2
