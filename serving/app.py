@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
 from graphroute.errors import DataValidationError, GraphRouteError, NotFittedError, UnknownLLMError
-from serving.runtime import Batcher, Metrics, Served
+from serving.runtime import Batcher, Metrics, ModelThread, Served
 from serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -27,15 +27,17 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.served = served or Served.load(settings.router_dir)
+        app.state.model = ModelThread()
+        app.state.served = served or await app.state.model.run(Served.load, settings.router_dir)
         app.state.store = open_store(settings.store_location())
         app.state.http = httpx.AsyncClient(timeout=settings.proxy_timeout_s)
-        app.state.batcher = Batcher(lambda: app.state.served, settings.batch_window_ms / 1000)
+        app.state.batcher = Batcher(lambda: app.state.served, app.state.model, settings.batch_window_ms / 1000)
         app.state.batcher.start()
         logger.info("serving %s", app.state.served.version)
         yield
         await app.state.batcher.stop()
         await app.state.http.aclose()
+        app.state.model.shutdown()
 
     app = FastAPI(
         title="GraphRoute",

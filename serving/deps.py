@@ -9,8 +9,11 @@ from fastapi import Depends, HTTPException, Request
 
 from serving.runtime import Served
 
+# every dependency is async: FastAPI runs a plain `def` dependency on its thread pool, a thread hop per request
+# for what is a field read
 
-def get_served(request: Request) -> Served:
+
+async def get_served(request: Request) -> Served:
     return request.app.state.served  # type: ignore[no-any-return]
 
 
@@ -31,7 +34,7 @@ def _check(request: Request, expected: object | None, what: str) -> None:
         raise HTTPException(403, f"{what}: API key not accepted")
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """Write endpoints need GRAPHROUTE_API_KEY; with none configured they are closed."""
     settings = request.app.state.settings
     if settings.api_key is None:
@@ -39,7 +42,7 @@ def require_write(request: Request) -> None:
     _check(request, settings.api_key, "write endpoint")
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     _check(request, request.app.state.settings.read_api_key, "read endpoint")
 
 

@@ -50,7 +50,7 @@ async def route_batch(body: sc.BatchRouteRequest, request: Request, served: Serv
     """Many requests in one call (one embedding batch)."""
     for item in body.requests:
         _check_request(served, item)
-    results = await asyncio.to_thread(served.recommend, [_lib_request(r) for r in body.requests])
+    results = await request.app.state.model.run(served.recommend, [_lib_request(r) for r in body.requests])
     return sc.BatchRouteResponse(
         model_version=served.version, results=[_response(r, served.version, request) for r in results]
     )
@@ -66,7 +66,7 @@ async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep
     validate_interactions(frame, served.router.llms_, source="interactions")
     await asyncio.to_thread(request.app.state.store.add, rows)
     users = sorted(frame["user_id"].unique())
-    await asyncio.to_thread(_adapt, served, frame, users)
+    await request.app.state.model.run(_adapt, served, frame, users)
     return sc.FeedbackResponse(stored=len(rows), users_adapted=users)
 
 
@@ -89,7 +89,7 @@ def list_llms(served: ServedDep) -> list[sc.LLMPublic]:
 
 
 @router.post("/v1/llms", response_model=sc.LLMPublic, status_code=201, dependencies=[WriteKey], tags=["llms"])
-async def add_llm(body: sc.LLMCreate, served: ServedDep) -> sc.LLMPublic:
+async def add_llm(body: sc.LLMCreate, request: Request, served: ServedDep) -> sc.LLMPublic:
     """Onboard an LLM from its description and prices (and optional probe outcomes); routable at once."""
     profile = LLMProfile.model_validate(body.model_dump(exclude={"probes"}))
     probes = [p.model_dump() for p in body.probes] if body.probes else None
@@ -98,7 +98,7 @@ async def add_llm(body: sc.LLMCreate, served: ServedDep) -> sc.LLMPublic:
         with served.lock.write():
             served.router.add_llm(profile, probes=probes)
 
-    await asyncio.to_thread(add)
+    await request.app.state.model.run(add)
     return sc.LLMPublic(
         **profile.model_dump(include={"name", "description", "input_price", "output_price", "base_url"}), enabled=True
     )
@@ -123,9 +123,10 @@ def reload(request: Request, background: BackgroundTasks) -> dict[str, str]:
     """Load the router folder again in the background and swap it in; requests in flight finish on the old one."""
     folder: Path = request.app.state.settings.router_dir
 
-    def swap() -> None:
+    async def swap() -> None:
         try:
-            request.app.state.served = Served.load(folder)  # one reference assignment: atomic for readers
+            # loaded on the model thread (between batches); one reference assignment: atomic for readers
+            request.app.state.served = await request.app.state.model.run(Served.load, folder)
             logger.info("reloaded %s", request.app.state.served.version)
         except Exception:
             logger.exception("reload of %s failed; still serving the previous router", folder)

@@ -124,3 +124,28 @@ def test_chunked_body_without_length_is_limited(client: TestClient) -> None:
 
     r = client.post("/v1/route", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and "body" in r.json()["detail"]
+
+
+def test_every_router_call_runs_on_the_one_model_thread(client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Torch work from a second thread makes libgomp oversubscribe the cores and every later call slower
+    (README, P4), so routing, batches, feedback and onboarding all run on the app's single model thread."""
+    import threading
+
+    from graphroute.router import Router
+
+    seen: set[str] = set()
+    for name in ("recommend_many", "update_user", "add_llm"):
+        original = getattr(Router, name)
+
+        def spy(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            seen.add(threading.current_thread().name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Router, name, spy)
+    assert client.post("/v1/route", json={"query": Q}).status_code == 200
+    assert client.post("/v1/route/batch", json={"requests": [{"query": Q}]}).status_code == 200
+    row = {"user_id": "t1", "query": Q, "llm": "coder-7b", "effect": 1.0}
+    assert client.post("/v1/feedback", json={"interactions": [row]}, headers=W).status_code == 200
+    llm = {"name": "thread-test", "description": "a small model", "input_price": 1, "output_price": 1}
+    assert client.post("/v1/llms", json=llm, headers=W).status_code == 201
+    assert len(seen) == 1 and next(iter(seen)).startswith("graphroute-model"), seen
