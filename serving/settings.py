@@ -21,7 +21,12 @@ class ServeSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
     proxy_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of forwarded chat completions.")
-    batch_window_ms: float = Field(default=2.0, ge=0, description="How long a route request waits to share a batch.")
+    batch_window_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a lone route request waits for others to share its batch "
+        "(requests that arrive while a batch is computed share the next one anyway).",
+    )
 
     def store_location(self) -> str:
         return self.store_url or str(self.router_dir / "feedback.sqlite")
