@@ -119,6 +119,7 @@ class SentenceTransformerEncoder:
         self.batch_size = batch_size
         self.cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
         self._model: Any = None
+        self._direct_checked: bool | None = None
 
     def _load(self) -> Any:
         if self._model is None:
@@ -133,10 +134,52 @@ class SentenceTransformerEncoder:
         return self._model
 
     def _embed(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
-        vectors = self._load().encode(
-            list(texts), batch_size=self.batch_size, show_progress_bar=show_progress, convert_to_numpy=True
+        model = self._load()
+        if not self._direct_ok():
+            vectors = model.encode(
+                list(texts), batch_size=self.batch_size, show_progress_bar=show_progress, convert_to_numpy=True
+            )
+            return _normalise(np.asarray(vectors))
+        from tqdm.auto import tqdm
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
+        starts = range(0, len(texts), self.batch_size)
+        for start in tqdm(starts, desc="embed", disable=not show_progress, leave=False):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._direct([texts[i] for i in rows])
+        return out
+
+    def _direct(self, texts: list[str]) -> np.ndarray:
+        """Tokenizer, transformer, mean pooling, normalisation: the bundled model's own pipeline, called without
+        ``SentenceTransformer.encode``'s per-call work (it walks every module to set eval mode), which is
+        ≈ 0.8 ms of a 7 ms single-query embedding on 2 cores. Shapes: (N,) → (N, dim)."""
+        import torch
+
+        model = self._model
+        features = model.tokenizer(
+            texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="pt"
         )
-        return _normalise(np.asarray(vectors))
+        with torch.inference_mode():
+            hidden = model[0].auto_model(**features).last_hidden_state
+            mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+    def _direct_ok(self) -> bool:
+        """Whether the direct path gives the library's vectors for this model (checked once on a few texts);
+        any other module layout falls back to ``SentenceTransformer.encode``."""
+        if self._direct_checked is None:
+            probe = ["What is the capital of France?", "Write a function that sorts a list in Python, please."]
+            try:
+                self._model.eval()
+                want = self._model.encode(probe, convert_to_numpy=True, normalize_embeddings=True)
+                self._direct_checked = bool(np.allclose(self._direct(probe), want, atol=1e-5))
+            except Exception:  # a layout the direct path does not know (no auto_model, other pooling)
+                self._direct_checked = False
+            if not self._direct_checked:
+                logger.info("%s: direct embedding path disagrees; using SentenceTransformer.encode", self.name)
+        return self._direct_checked
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         if self.cache is None:

@@ -37,3 +37,16 @@ def test_minilm_offline_with_disk_cache(tmp_path: Path, monkeypatch: pytest.Monk
     fresh._embed = lambda *a, **k: (_ for _ in ()).throw(AssertionError("cache missed"))  # type: ignore[method-assign]
     np.testing.assert_allclose(fresh.encode(texts), first, atol=1e-6)
     assert enc.count_tokens(["hello world"])[0] >= 2
+
+
+def test_minilm_direct_path_equals_sentence_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedding skips SentenceTransformer.encode's per-call overhead; the vectors must be the library's, for
+    batches of mixed lengths (padding) and for single texts, in the order given."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = SentenceTransformerEncoder(batch_size=3)
+    texts = ["hi", "Explain, step by step, how a hash map handles collisions in open addressing.", "2+2?", "x " * 300]
+    got = enc.encode(texts)
+    assert enc._direct_ok()
+    want = enc._load().encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(enc.encode([texts[1]])[0], want[1], atol=1e-5)
