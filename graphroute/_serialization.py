@@ -17,6 +17,7 @@ from graphroute.base import LogTables, QueryBatch
 from graphroute.config import RouterConfig
 from graphroute.costs import CostScaler, catalog_costs
 from graphroute.errors import CorruptRouterError
+from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.users import UserPreference
 
@@ -66,6 +67,7 @@ def save_router(router: Router, path: Path) -> None:
         "tasks": router.task_names_,
         "users": router.user_ids_,
         "enabled": router.enabled_.tolist(),
+        "probe_maps": {name: m.to_dict() for name, m in router.probe_maps_.items()},
     }
     (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
     scalers = {"cost": router.cost_scaler_.to_dict(), "log_cost": list(router.log_cost_stats_)}
@@ -119,6 +121,7 @@ def _load(cls: type[R], path: Path) -> R:
     router.llm_names_ = [m.name for m in router.llms_]
     router.task_names_, router.user_ids_ = vocab["tasks"], vocab["users"]
     router.enabled_ = np.array(vocab["enabled"], dtype=bool)
+    router.probe_maps_ = {name: ProbeMap.from_dict(m) for name, m in vocab.get("probe_maps", {}).items()}
     scalers = json.loads((path / "scalers.json").read_text())
     router.cost_scaler_ = CostScaler.from_dict(scalers["cost"])
     router.log_cost_stats_ = (float(scalers["log_cost"][0]), float(scalers["log_cost"][1]))

@@ -18,6 +18,7 @@ from graphroute.data.io import catalog_from_records, validate_interactions
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.features import llm_features, user_features
 from graphroute.graph.knn import nearest_neighbors
+from graphroute.probes import MIN_PROBES, ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.users import UserPreference, choices_of, fit_preferences
 
@@ -35,6 +36,7 @@ class OnboardingMixin:
     tables_: Any
     graph_: Any
     user_prefs_: dict[str, UserPreference]
+    probe_maps_: dict[str, ProbeMap]
 
     # ----- users -----
     def update_user(self, user_id: str, interactions: pd.DataFrame | Sequence[dict[str, object]]) -> Self:
@@ -121,7 +123,20 @@ class OnboardingMixin:
         if probe_rows is not None:
             self._add_rows(probe_rows)
         self._refresh_graph()
+        rated = probe_rows[probe_rows[s.EFFECT].notna()] if probe_rows is not None else None
+        if rated is not None and len(rated) >= MIN_PROBES:
+            self._borrow_from_others(new.name, rated)
         return self
+
+    def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame) -> None:
+        """Fit the new LLM's ``ProbeMap``: its probe outcomes against the other LLMs' predicted effects on the
+        same queries (see graphroute.probes)."""
+        router: Any = self
+        predicted, _ = router.predict_outcomes(probe_rows[s.QUERY].tolist())
+        others = [n for n in router.llm_names_ if n != name]
+        columns = [router.llm_names_.index(n) for n in others]
+        effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
+        self.probe_maps_[name] = ProbeMap.fit(others, predicted[:, columns], effect)
 
     def _probe_rows(self, llm: LLMProfile, probes: pd.DataFrame | Sequence[dict[str, object]]) -> pd.DataFrame:
         router: Any = self
@@ -160,6 +175,7 @@ class OnboardingMixin:
         router.enabled_, router.llm_x_ = router.enabled_[keep], router.llm_x_[keep]
         for pref in self.user_prefs_.values():
             pref.affinity = pref.affinity[keep]
+        self.probe_maps_.pop(name, None)  # other maps skip the removed LLM when applied
         t = self.tables_
         t.queries.base_cost = t.queries.base_cost[:, keep]
         frame = t.frame[t.frame["l"] != j]

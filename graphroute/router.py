@@ -79,7 +79,7 @@ class Router(OnboardingMixin, BaseRouter):
         with self._timed("finish"):
             self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
             self.graph_ = self._graph(self.tables_, self._neighbors())
-            self.user_prefs_ = {}
+            self.user_prefs_, self.probe_maps_ = {}, {}
             self._fit_preferences(self.user_ids_)
 
     def _train(self, graph: object, val_graph: object, train: LogTables, val: LogTables, new: torch.Tensor) -> None:
@@ -183,7 +183,10 @@ class Router(OnboardingMixin, BaseRouter):
             )
             effects.append(torch.sigmoid(logit).numpy())
             costs.append(np.exp(cost_z.numpy() * sd + mu))
-        return np.concatenate(effects).astype(float), np.concatenate(costs).astype(float)
+        effect = np.concatenate(effects).astype(float)
+        for name, borrowed in self.probe_maps_.items():  # in onboarding order, as they were fitted
+            borrowed.apply(effect, self.llm_names_, self.llm_names_.index(name))
+        return effect, np.concatenate(costs).astype(float)
 
     def _inference_cache(self) -> InferenceCache:
         """Reference-graph states for the current graph and weights (rebuilt when either changes)."""

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from graphroute import LLMProfile, Router
 from graphroute.errors import DataValidationError, UnknownLLMError
+from graphroute.probes import ProbeMap
 
 QUERY = "Who wrote the novel about the whale?"  # trivia: a cheap and a dear LLM both have a case
 
@@ -122,3 +124,40 @@ def test_bad_user_input(router: Router) -> None:
         router.update_user("u", [{"query": "q", "llm": "coder-7b", "effect": 3}])
     with pytest.raises(DataValidationError, match="alpha"):
         router.recommend(QUERY, alpha=1.5)
+
+
+def test_probes_borrow_per_query_shape_from_the_llm_they_agree_with(router: Router, tmp_path: Path) -> None:
+    """A new LLM probed on queries where it scored exactly like writer-8b should rank queries like writer-8b;
+    the borrowed map adds that on top of the GNN's own use of the probes, and survives save/load and removal."""
+    twin = LLMProfile(name="twin", description="A general assistant.", input_price=0.3, output_price=0.3)
+    texts = router.tables_.queries.texts
+    column = router.llm_names_.index("writer-8b")
+    known = router.predict_outcomes(texts[:200])[0][:, column]
+    picked = [int(i) for i in np.argsort(known)[:: len(known) // 12][:12]]  # its weakest to strongest queries
+    fresh = texts[200:400]
+    target = router.predict_outcomes(fresh)[0][:, column]
+    router.add_llm(twin, probes=[{"query": texts[i], "effect": float(known[i])} for i in picked])
+    assert set(router.probe_maps_) == {"twin"}
+    with_map = np.corrcoef(router.predict_outcomes(fresh)[0][:, -1], target)[0, 1]
+    router.save(tmp_path / "after")
+    loaded = Router.load(tmp_path / "after")
+    np.testing.assert_allclose(loaded.predict_outcomes(fresh)[0], router.predict_outcomes(fresh)[0])
+    loaded.probe_maps_ = {}  # the GNN alone, with the same probes in its graph
+    gnn_only = np.corrcoef(loaded.predict_outcomes(fresh)[0][:, -1], target)[0, 1]
+    assert with_map > max(0.8, gnn_only + 0.05), (with_map, gnn_only)
+    router.remove_llm("writer-8b")
+    left = router.predict_outcomes(fresh)[0][:, -1]
+    assert np.isfinite(left).all() and ((left >= 0) & (left <= 1)).all()
+
+
+def test_probe_map_is_a_shrunk_regression_on_the_other_llms() -> None:
+    rng = np.random.default_rng(0)
+    predicted = rng.random((10, 3))
+    effect = 0.5 + 0.8 * (predicted[:, 1] - predicted[:, 1].mean())
+    borrowed = ProbeMap.fit(["a", "b", "c"], predicted, effect)
+    assert np.argmax(np.abs(borrowed.weights)) == 1 and 0 < borrowed.weights[1] < 0.8  # found, and shrunk
+    rows = np.column_stack([predicted[:, 2], predicted[:, 1], np.full(10, 0.5)])  # other order, new column
+    borrowed.apply(rows, ["c", "b", "new"], 2)
+    assert np.corrcoef(rows[:, 2], effect)[0, 1] > 0.9 and ((rows[:, 2] >= 0) & (rows[:, 2] <= 1)).all()
+    again = ProbeMap.from_dict(borrowed.to_dict())
+    np.testing.assert_allclose(again.weights, borrowed.weights)

@@ -18,6 +18,7 @@ from graphroute.router import Router
 
 logger = logging.getLogger(__name__)
 PROBES = (0, 10, 50)
+DRAWS = 5  # random probe sets per n > 0
 
 
 def _score(router: Router, test: object) -> dict[str, float]:
@@ -31,14 +32,19 @@ def run_new_llm(
     held_out: Sequence[str] | None = None,
     probes: Sequence[int] = PROBES,
     seed: int = 0,
+    draws: int = DRAWS,
 ) -> dict[str, object]:
-    """Per held-out LLM: reward@0.5 and AIQ after onboarding with n probes, as % of the router trained with it."""
+    """Per held-out LLM: reward@0.5 and AIQ after onboarding with n probes, as % of the router trained with it.
+
+    Which ten queries are probed moves a result by several points, so each n > 0 is scored over ``draws``
+    independent random probe sets (seeded per LLM and draw); rows give their mean and range.
+    """
     bench = load_llmrouter(data_root / "llmrouter-9llm")
     test = bench.tests["test"]
     reference = _score(Router(config).fit(bench.train, bench.llms), test)
-    rng = np.random.default_rng(seed)
     rows: list[dict[str, object]] = []
-    for llm in held_out or [m.name for m in bench.llms]:
+    names = [m.name for m in bench.llms]
+    for llm in held_out or names:
         profile = next(m for m in bench.llms if m.name == llm)
         others = [m for m in bench.llms if m.name != llm]
         router = Router(config).fit(bench.train[bench.train[s.LLM] != llm], others)
@@ -48,14 +54,20 @@ def run_new_llm(
             router.save(Path(tmp) / "without")
             row: dict[str, object] = {"llm": llm, "without_it": _score(router, test[test[s.LLM] != llm])}
             for n in probes:
-                onboarded = Router.load(Path(tmp) / "without")
-                picked = rng.choice(known, size=n, replace=False).tolist() if n else []
-                onboarded.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
-                score = _score(onboarded, test)
+                runs = []
+                for draw in range(draws if n else 1):
+                    rng = np.random.default_rng([seed, names.index(llm), n, draw])
+                    onboarded = Router.load(Path(tmp) / "without")
+                    picked = rng.choice(known, size=n, replace=False).tolist() if n else []
+                    onboarded.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
+                    runs.append(_score(onboarded, test))
+                pct = [r["reward@0.5"] / reference["reward@0.5"] * 100 for r in runs]
                 row[f"probes={n}"] = {
-                    **score,
-                    "pct_reward@0.5": round(score["reward@0.5"] / reference["reward@0.5"] * 100, 1),
-                    "pct_aiq": round(score["aiq"] / reference["aiq"] * 100, 1),
+                    **{k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]},
+                    "pct_reward@0.5": round(float(np.mean(pct)), 1),
+                    "pct_reward@0.5_range": [round(min(pct), 1), round(max(pct), 1)],
+                    "pct_aiq": round(float(np.mean([r["aiq"] for r in runs])) / reference["aiq"] * 100, 1),
+                    "draws": len(runs),
                 }
             logger.info("%s: %s", llm, row)
             rows.append(row)
@@ -79,7 +91,7 @@ def format_new_llm(results: dict[str, object]) -> str:
             {
                 "held-out LLM": row["llm"],
                 "without it (reward@0.5)": row["without_it"]["reward@0.5"],
-                **{f"{k} %": v["pct_reward@0.5"] for k, v in row.items() if k.startswith("probes")},
+                **{f"{k} % (mean of draws)": v["pct_reward@0.5"] for k, v in row.items() if k.startswith("probes")},
             }
         )
     ref = results["reference_trained_with_all"]  # type: ignore[index]
