@@ -114,21 +114,21 @@ def fit_model(
     exactly as a new query is predicted at inference. Steps encode the whole graph, or (large logs) a subgraph
     sampled around the batch; under ``torchrun`` each process takes its share of every batch.
 
-    Runs with torch's deterministic kernels: the parallel scatter-adds otherwise sum in varying order, and on
-    llmrouter-9llm those 1e-5 differences in validation loss flipped the selected epoch between identical runs
-    (test quality 0.583 or 0.593 from one seed).
+    Runs with torch's deterministic kernels unless ``cfg.deterministic`` is off: the parallel scatter-adds
+    otherwise sum in varying order, and on llmrouter-9llm those 1e-5 differences in validation loss flipped the
+    selected epoch between identical runs (test quality 0.583 or 0.593 from one seed).
     """
-    with _deterministic():
+    with _deterministic(cfg.deterministic):
         return _fit_model(model, graph, labels, val_graph, val_labels, cfg, callback)
 
 
 @contextmanager
-def _deterministic() -> Iterator[None]:
+def _deterministic(enabled: bool) -> Iterator[None]:
     before, warn_only = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
-    torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, where a GPU kernel has none
+    torch.use_deterministic_algorithms(enabled, warn_only=True)  # warn, not fail, where a GPU kernel has none
     try:
         yield
     finally:
