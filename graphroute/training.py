@@ -118,8 +118,46 @@ def fit_model(
     otherwise sum in varying order, and on llmrouter-9llm those 1e-5 differences in validation loss flipped the
     selected epoch between identical runs (test quality 0.583 or 0.593 from one seed).
     """
+    import torch_geometric
+    from tqdm.auto import tqdm
+
     with _deterministic(cfg.deterministic):
-        return _fit_model(model, graph, labels, val_graph, val_labels, cfg, callback)
+        torch_geometric.seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
+        team = join(device)
+        model.to(device)
+        broadcast_parameters(model, team)
+        full, val = as_tensors(graph, device), as_tensors(val_graph, device)
+        labels, val_labels = _to(labels, device), _to(val_labels, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sampler = None
+        if uses_sampling(cfg, graph[s.ANSWERED_BY].num_edges):
+            num_nodes = {t: graph[t].num_nodes for t in graph.node_types}
+            fanouts = [cfg.fanouts[min(i, len(cfg.fanouts) - 1)] for i in range(len(model.convs))]
+            sampler = NeighborSampler(full["edges"], num_nodes, fanouts)
+        step = _Step(model, full, labels, sampler, optimizer, team, cfg, graph[s.QUERY_NODE].num_nodes)
+        result, best_state, stale = TrainResult(sampled=sampler is not None), copy.deepcopy(model.state_dict()), 0
+        quiet = not logger.isEnabledFor(logging.INFO) or not team.is_main
+        bar = tqdm(range(cfg.epochs), desc="train", leave=False, disable=quiet)
+        for epoch in bar:
+            train_loss = all_mean(step.epoch(), team, device)
+            val_effect, val_cost = _evaluate(model, val, val_labels, cfg.cost_weight)
+            row = {"epoch": epoch, "train_loss": train_loss, "val_effect_loss": val_effect, "val_cost_loss": val_cost}
+            result.history.append(row)
+            if callback is not None:
+                callback(epoch, row)
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_effect + val_cost:.4f}")
+            if val_effect + val_cost < result.best_val_loss - 1e-5:
+                result.best_val_loss, result.best_epoch, stale = val_effect + val_cost, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        model.load_state_dict(best_state)
+        model.to("cpu").eval()
+        logger.info("best epoch %d, validation loss %.4f", result.best_epoch, result.best_val_loss)
+        return result
 
 
 @contextmanager
@@ -133,56 +171,6 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
-
-
-def _fit_model(
-    model: RouterGNN,
-    graph: HeteroData,
-    labels: Labels,
-    val_graph: HeteroData,
-    val_labels: Labels,
-    cfg: TrainConfig,
-    callback: Callable[[int, dict[str, float]], None] | None,
-) -> TrainResult:
-    import torch_geometric
-    from tqdm.auto import tqdm
-
-    torch_geometric.seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    team = join(device)
-    model.to(device)
-    broadcast_parameters(model, team)
-    full, val = as_tensors(graph, device), as_tensors(val_graph, device)
-    labels, val_labels = _to(labels, device), _to(val_labels, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = None
-    if uses_sampling(cfg, graph[s.ANSWERED_BY].num_edges):
-        num_nodes = {t: graph[t].num_nodes for t in graph.node_types}
-        fanouts = [cfg.fanouts[min(i, len(cfg.fanouts) - 1)] for i in range(len(model.convs))]
-        sampler = NeighborSampler(full["edges"], num_nodes, fanouts)
-    step = _Step(model, full, labels, sampler, optimizer, team, cfg, graph[s.QUERY_NODE].num_nodes)
-    result, best_state, stale = TrainResult(sampled=sampler is not None), copy.deepcopy(model.state_dict()), 0
-    quiet = not logger.isEnabledFor(logging.INFO) or not team.is_main
-    bar = tqdm(range(cfg.epochs), desc="train", leave=False, disable=quiet)
-    for epoch in bar:
-        train_loss = all_mean(step.epoch(), team, device)
-        val_effect, val_cost = _evaluate(model, val, val_labels, cfg.cost_weight)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_effect_loss": val_effect, "val_cost_loss": val_cost}
-        result.history.append(row)
-        if callback is not None:
-            callback(epoch, row)
-        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_effect + val_cost:.4f}")
-        if val_effect + val_cost < result.best_val_loss - 1e-5:
-            result.best_val_loss, result.best_epoch, stale = val_effect + val_cost, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
-    model.to("cpu").eval()
-    logger.info("best epoch %d, validation loss %.4f", result.best_epoch, result.best_val_loss)
-    return result
 
 
 def _to(labels: Labels, device: torch.device) -> Labels:
