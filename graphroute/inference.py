@@ -26,14 +26,7 @@ class InferenceCache:
     @torch.no_grad()
     def __init__(self, model: RouterGNN, graph: HeteroData) -> None:
         self.model = model.eval()
-        attrs = graph.collect("edge_attr")
-        edges = {et: ei for et, ei in graph.edge_index_dict.items() if et in model.edge_types}
-        h = {t: torch.relu(model.inputs[t](x)) for t, x in graph.x_dict.items()}
-        self.layers = [h]
-        for conv, norms in zip(model.convs, model.norms, strict=True):
-            out = conv(h, edges, edge_attr_dict={et: a for et, a in attrs.items() if et in edges})
-            h = {t: norms[t](h[t] + torch.relu(out[t])) if t in out else h[t] for t in h}
-            self.layers.append(h)
+        self.layers = model.encode_layers(graph.x_dict, graph.edge_index_dict, graph.collect("edge_attr"))
         answered = graph[s.ANSWERED_BY]
         self.query_task = graph[s.QUERY_NODE].task
         self.tables = finish_tables(

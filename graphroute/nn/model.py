@@ -73,7 +73,17 @@ class RouterGNN(nn.Module):
         edge_attr_dict: dict[EdgeType, Tensor],
         hops: Hops | None = None,
     ) -> dict[str, Tensor]:
-        """Node states after message passing. Shapes: x_dict[t] (N_t, F_t) → (N_t, hidden).
+        """Node states after message passing (see ``encode_layers``). Shapes: x_dict[t] (N_t, F_t) → (N_t, hidden)."""
+        return self.encode_layers(x_dict, edge_index_dict, edge_attr_dict, hops)[-1]
+
+    def encode_layers(
+        self,
+        x_dict: dict[str, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        edge_attr_dict: dict[EdgeType, Tensor],
+        hops: Hops | None = None,
+    ) -> list[dict[str, Tensor]]:
+        """Node states before the first layer and after each one (``InferenceCache`` keeps them all).
 
         With the ``hops`` of a sampled subgraph only the seeds' states are computed (rows
         ``[0, hops.within[t][0])`` of the result): layer i of L updates only the nodes within L-1-i hops of the
@@ -81,6 +91,7 @@ class RouterGNN(nn.Module):
         nodes are outer-hop sources, so this skips most of the per-node work of a step.
         """
         h = {t: torch.relu(self.inputs[t](x)) for t, x in x_dict.items()}
+        states = [h]
         edges = {et: ei for et, ei in edge_index_dict.items() if et in self.edge_types}
         attrs = {et: a for et, a in edge_attr_dict.items() if et in edges}
         for i, (conv, norms) in enumerate(zip(self.convs, self.norms, strict=True)):
@@ -101,7 +112,8 @@ class RouterGNN(nn.Module):
                 t: norms[t](v[: keep[t]] + self.dropout(torch.relu(out[t]))) if t in out else v[: keep[t]]
                 for t, v in h.items()
             }
-        return h
+            states.append(h)
+        return states
 
     def evidence(
         self,
