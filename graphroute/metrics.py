@@ -44,6 +44,7 @@ class RouterScore:
     cost: dict[float, float] = field(default_factory=dict)
     reward: dict[float, float] = field(default_factory=dict)
     per_query: dict[float, np.ndarray] = field(default_factory=dict)
+    choice: dict[float, np.ndarray] = field(default_factory=dict)  # index of the chosen LLM per query
     points: list[tuple[float, float]] = field(default_factory=list)  # (cost, quality) over the sweep
     aiq: float = float("nan")
 
@@ -61,6 +62,7 @@ def score_choices(name: str, truth: Truth, choices: dict[float, np.ndarray]) -> 
             per_query = truth.reward(choice, alpha)
             out.quality[alpha], out.cost[alpha] = quality, cost
             out.reward[alpha], out.per_query[alpha] = float(np.nanmean(per_query)), per_query
+            out.choice[alpha] = choice
     return out
 
 

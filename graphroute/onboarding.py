@@ -18,7 +18,7 @@ from graphroute.data.io import catalog_from_records, validate_interactions
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.features import llm_features, user_features
 from graphroute.graph.knn import nearest_neighbors
-from graphroute.probes import MIN_PROBES, ProbeMap
+from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.users import UserPreference, choices_of, fit_preferences
 
@@ -124,19 +124,27 @@ class OnboardingMixin:
             self._add_rows(probe_rows)
         self._refresh_graph()
         rated = probe_rows[probe_rows[s.EFFECT].notna()] if probe_rows is not None else None
-        if rated is not None and len(rated) >= MIN_PROBES:
-            self._borrow_from_others(new.name, rated)
+        self._borrow_from_others(new.name, rated)
         return self
 
-    def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame) -> None:
+    def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame | None) -> None:
         """Fit the new LLM's ``ProbeMap``: its probe outcomes against the other LLMs' predicted effects on the
-        same queries (see graphroute.probes)."""
+        same queries, or with fewer than ``MIN_PROBES`` the others' average shape (see graphroute.probes)."""
         router: Any = self
-        predicted, _ = router.predict_outcomes(probe_rows[s.QUERY].tolist())
         others = [n for n in router.llm_names_ if n != name]
+        if not others:
+            return
         columns = [router.llm_names_.index(n) for n in others]
-        effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
-        self.probe_maps_[name] = ProbeMap.fit(others, predicted[:, columns], effect)
+        if probe_rows is not None and len(probe_rows) >= MIN_PROBES:
+            predicted, _ = router.predict_outcomes(probe_rows[s.QUERY].tolist())
+            effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
+            self.probe_maps_[name] = ProbeMap.fit(others, predicted[:, columns], effect)
+            return
+        queries = self.tables_.queries
+        rng = np.random.default_rng(router.config.train.seed)
+        sample = rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)
+        predicted, _ = router.predict_outcomes(queries.take(np.sort(sample)))
+        self.probe_maps_[name] = ProbeMap.average(others, predicted[:, columns])
 
     def _probe_rows(self, llm: LLMProfile, probes: pd.DataFrame | Sequence[dict[str, object]]) -> pd.DataFrame:
         router: Any = self

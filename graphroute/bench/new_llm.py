@@ -21,9 +21,17 @@ PROBES = (0, 10, 50)
 DRAWS = 5  # random probe sets per n > 0
 
 
-def _score(router: Router, test: object) -> dict[str, float]:
+def _score(router: Router, test: object, llm: str) -> dict[str, float]:
+    """Reward, AIQ, and the share of test queries sent to ``llm`` at alpha 0.5 (0 when it is not in the router:
+    a high reward with a share near 0 means the router did well by leaving the new LLM out)."""
     sc = evaluate({"r": router}, test).scores["r"]  # type: ignore[arg-type]
-    return {"reward@0.5": round(sc.reward[0.5], 4), "reward@1.0": round(sc.reward[1.0], 4), "aiq": round(sc.aiq, 4)}
+    share = float(np.mean(sc.choice[0.5] == router.llm_names_.index(llm))) if llm in router.llm_names_ else 0.0
+    return {
+        "reward@0.5": round(sc.reward[0.5], 4),
+        "reward@1.0": round(sc.reward[1.0], 4),
+        "aiq": round(sc.aiq, 4),
+        "share@0.5": round(share, 3),
+    }
 
 
 def run_new_llm(
@@ -41,7 +49,8 @@ def run_new_llm(
     """
     bench = load_llmrouter(data_root / "llmrouter-9llm")
     test = bench.tests["test"]
-    reference = _score(Router(config).fit(bench.train, bench.llms), test)
+    trained = Router(config).fit(bench.train, bench.llms)
+    reference = _score(trained, test, "")
     rows: list[dict[str, object]] = []
     names = [m.name for m in bench.llms]
     for llm in held_out or names:
@@ -52,7 +61,11 @@ def run_new_llm(
         known = [q for q in router.tables_.queries.texts if q in truth.index]
         with tempfile.TemporaryDirectory() as tmp:
             router.save(Path(tmp) / "without")
-            row: dict[str, object] = {"llm": llm, "without_it": _score(router, test[test[s.LLM] != llm])}
+            row: dict[str, object] = {
+                "llm": llm,
+                "without_it": _score(router, test[test[s.LLM] != llm], llm),
+                "share@0.5_trained_with_it": _score(trained, test, llm)["share@0.5"],
+            }
             for n in probes:
                 runs = []
                 for draw in range(draws if n else 1):
@@ -60,7 +73,7 @@ def run_new_llm(
                     onboarded = Router.load(Path(tmp) / "without")
                     picked = rng.choice(known, size=n, replace=False).tolist() if n else []
                     onboarded.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
-                    runs.append(_score(onboarded, test))
+                    runs.append(_score(onboarded, test, llm))
                 pct = [r["reward@0.5"] / reference["reward@0.5"] * 100 for r in runs]
                 row[f"probes={n}"] = {
                     **{k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]},
@@ -92,6 +105,8 @@ def format_new_llm(results: dict[str, object]) -> str:
                 "held-out LLM": row["llm"],
                 "without it (reward@0.5)": row["without_it"]["reward@0.5"],
                 **{f"{k} % (mean of draws)": v["pct_reward@0.5"] for k, v in row.items() if k.startswith("probes")},
+                "share@0.5 trained with it": row["share@0.5_trained_with_it"],
+                **{f"share@0.5 {k}": v["share@0.5"] for k, v in row.items() if k.startswith("probes")},
             }
         )
     ref = results["reference_trained_with_all"]  # type: ignore[index]
