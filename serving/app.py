@@ -31,7 +31,12 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         app.state.served = served or await app.state.model.run(Served.load, settings.router_dir)
         app.state.store = open_store(settings.store_location())
         app.state.http = httpx.AsyncClient(timeout=settings.proxy_timeout_s)
-        app.state.batcher = Batcher(lambda: app.state.served, app.state.model, settings.batch_window_ms / 1000)
+        app.state.batcher = Batcher(
+            lambda: app.state.served,
+            app.state.model,
+            settings.batch_window_ms / 1000,
+            load_window_s=settings.load_window_ms / 1000,
+        )
         app.state.batcher.start()
         logger.info("serving %s", app.state.served.version)
         yield

@@ -120,12 +120,20 @@ class Metrics:
 
 class Batcher:
     """Route requests that arrive while a batch is being computed share the next batch: one embedding call and
-    one prediction for all of them. A lone request starts at once (no waiting window by default)."""
+    one prediction for all of them. A lone request starts at once (no waiting window by default); under load
+    (the last batch held several requests) the next batch waits ``load_window_s`` for the clients that are
+    still sending, so batches stay large instead of alternating between two halves of the clients."""
 
     def __init__(
-        self, served: Callable[[], Served], model: ModelThread, window_s: float = 0.0, max_batch: int = 64
+        self,
+        served: Callable[[], Served],
+        model: ModelThread,
+        window_s: float = 0.0,
+        max_batch: int = 64,
+        load_window_s: float = 0.0,
     ) -> None:
         self._served, self._model, self._window, self._max = served, model, window_s, max_batch
+        self._load_window, self._last_size = load_window_s, 0
         self._queue: asyncio.Queue[tuple[RouteRequest, asyncio.Future[tuple[list[Recommendation], str]]]] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -147,10 +155,12 @@ class Batcher:
         assert self._queue is not None
         while True:
             items = [await self._queue.get()]
-            if self._window:
-                await asyncio.sleep(self._window)
+            wait = max(self._window, self._load_window if self._last_size > 1 else 0.0)
+            if wait:
+                await asyncio.sleep(wait)
             while not self._queue.empty() and len(items) < self._max:
                 items.append(self._queue.get_nowait())
+            self._last_size = len(items)
             served = self._served()
             try:
                 results = await self._model.run(served.recommend, [r for r, _ in items])

@@ -27,6 +27,11 @@ class ServeSettings(BaseSettings):
         description="How long a lone route request waits for others to share its batch "
         "(requests that arrive while a batch is computed share the next one anyway).",
     )
+    load_window_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Under load (the last batch held several requests), how long the next batch waits for more.",
+    )
 
     def store_location(self) -> str:
         return self.store_url or str(self.router_dir / "feedback.sqlite")
