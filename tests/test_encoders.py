@@ -50,3 +50,15 @@ def test_minilm_direct_path_equals_sentence_transformers(monkeypatch: pytest.Mon
     want = enc._load().encode(texts, convert_to_numpy=True, normalize_embeddings=True)
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(enc.encode([texts[1]])[0], want[1], atol=1e-5)
+
+
+def test_batches_cut_where_padding_would_waste_and_cover_every_text() -> None:
+    encoder = SentenceTransformerEncoder(batch_size=64)
+    mixed = ["x" * n for n in [40, 12, 38, 11, 36, 13, 35, 10, 33, 12, 34, 11, 37, 10, 39, 12]]  # 8 long, 8 short
+    chunks = encoder._chunks(mixed)
+    assert [len(c) for c in chunks] == [8, 8]
+    assert all(len(mixed[i]) >= 33 for i in chunks[0]) and all(len(mixed[i]) <= 13 for i in chunks[1])
+    alike = ["y" * (200 - n // 10) for n in range(300)]  # long list of similar lengths: full batches
+    chunks = encoder._chunks(alike)
+    assert [len(c) for c in chunks] == [64, 64, 64, 64, 44]
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(300))

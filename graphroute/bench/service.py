@@ -19,6 +19,8 @@ import numpy as np
 from graphroute.config import RouterConfig
 from graphroute.data.synthetic import make_demo_logs
 
+BATCH_SIZES = (16, 32, 64)  # batched-embedding throughput is the best of these
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (servers started by benchmarks and tests)."""
@@ -61,9 +63,14 @@ def run_service(n_single: int = 200, n_concurrent: int = 640, clients: int = 16,
                 start = time.perf_counter()
                 encoder.encode([q])
                 embed.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            encoder.encode(burst)
-            batched_qps = len(burst) / (time.perf_counter() - start)
+            batched = {}  # the best batch size of this machine is the fair baseline, not the default one
+            for size in BATCH_SIZES:
+                encoder.batch_size = size
+                start = time.perf_counter()
+                encoder.encode(burst)
+                batched[size] = len(burst) / (time.perf_counter() - start)
+            best_size = max(batched, key=lambda b: batched[b])
+            batched_qps = batched[best_size]
             asyncio.run(_post_all(port, [{"query": "warm up"}], 1))
             route, failed_single = asyncio.run(_post_all(port, [{"query": q, "user_id": "user001"} for q in single], 1))
             if failed_single:
@@ -90,6 +97,7 @@ def run_service(n_single: int = 200, n_concurrent: int = 640, clients: int = 16,
             "failures": failures,
             "route_requests_per_s": round(concurrent_qps, 1),
             "batched_embedding_per_s": round(batched_qps, 1),
+            "batched_embedding_batch_size": best_size,
             "ratio_to_batched_embedding": round(concurrent_qps / batched_qps, 3),
         },
         "cpu_count": os.cpu_count(),
