@@ -41,7 +41,7 @@ class ProbeMap:
         mean = predicted.mean(axis=0)
         x = predicted - mean
         y = effect - effect.mean()
-        prior = np.full(len(others), 1.0 / max(len(others), 1))
+        prior = _average_weights(len(others))
         weights = np.linalg.solve(x.T @ x + PROBE_RIDGE * np.eye(len(others)), x.T @ y + PROBE_RIDGE * prior)
         return cls(list(others), mean, weights)
 
@@ -50,7 +50,7 @@ class ProbeMap:
         """The prior alone, for an LLM onboarded from its description: it varies as the others do on average.
         On a dev split of llmrouter-9llm this raised description-only onboarding from 97.2 % to 99.8 % of the
         router trained with the LLM (worst LLM 90.8 % to 96.7 %). Shapes: predicted (n, K) on reference queries."""
-        return cls(list(others), predicted.mean(axis=0), np.full(len(others), 1.0 / max(len(others), 1)))
+        return cls(list(others), predicted.mean(axis=0), _average_weights(len(others)))
 
     def apply(self, effect: np.ndarray, names: Sequence[str], column: int) -> None:
         """Add the borrowed deviation to ``effect[:, column]`` in place, clipped to [0, 1]; LLMs removed since
@@ -69,3 +69,8 @@ class ProbeMap:
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> ProbeMap:
         return cls(list(raw["others"]), np.asarray(raw["mean"], dtype=float), np.asarray(raw["weights"], dtype=float))  # type: ignore[arg-type, call-overload]
+
+
+def _average_weights(k: int) -> np.ndarray:
+    """1/K on each of K others: the new LLM's deviation is their average deviation."""
+    return np.full(k, 1.0 / max(k, 1))
