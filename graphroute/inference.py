@@ -107,7 +107,7 @@ class InferenceCache:
 def _query_layer(conv: nn.Module, norms: nn.ModuleDict, states: dict[str, Tensor]) -> _QueryLayer:
     relations = [conv.convs[et] for et in INTO_QUERY]
     first = relations[0].lin_root
-    root = nn.Linear(first.in_features, first.out_features)
+    root = nn.Linear(first.in_features, first.out_features, device=first.weight.device, dtype=first.weight.dtype)
     root.weight.copy_(sum(c.lin_root.weight for c in relations))
     root.bias.copy_(sum(c.lin_root.bias for c in relations))
     task, user, similar = (conv.convs[et] for et in (s.REV_BELONGS_TO, s.ASKS, s.SIMILAR_TO))
