@@ -21,17 +21,15 @@ PROBES = (0, 10, 50)
 DRAWS = 5  # random probe sets per n > 0
 
 
-def _score(router: Router, test: object, llm: str) -> dict[str, float]:
-    """Reward, AIQ, and the share of test queries sent to ``llm`` at alpha 0.5 (0 when it is not in the router:
-    a high reward with a share near 0 means the router did well by leaving the new LLM out)."""
+def _score(router: Router, test: object, llm: str | None = None) -> dict[str, float]:
+    """Reward, AIQ, and with ``llm`` the share of test queries sent to it at alpha 0.5 (0 when it is not in the
+    router: a high reward with a share near 0 means the router did well by leaving the new LLM out)."""
     sc = evaluate({"r": router}, test).scores["r"]  # type: ignore[arg-type]
-    share = float(np.mean(sc.choice[0.5] == router.llm_names_.index(llm))) if llm in router.llm_names_ else 0.0
-    return {
-        "reward@0.5": round(sc.reward[0.5], 4),
-        "reward@1.0": round(sc.reward[1.0], 4),
-        "aiq": round(sc.aiq, 4),
-        "share@0.5": round(share, 3),
-    }
+    out = {"reward@0.5": round(sc.reward[0.5], 4), "reward@1.0": round(sc.reward[1.0], 4), "aiq": round(sc.aiq, 4)}
+    if llm is not None:
+        chosen = sc.choice[0.5] == router.llm_names_.index(llm) if llm in router.llm_names_ else np.zeros(1)
+        out["share@0.5"] = round(float(np.mean(chosen)), 3)
+    return out
 
 
 def run_new_llm(
@@ -50,7 +48,7 @@ def run_new_llm(
     bench = load_llmrouter(data_root / "llmrouter-9llm")
     test = bench.tests["test"]
     trained = Router(config).fit(bench.train, bench.llms)
-    reference = _score(trained, test, "")
+    reference = _score(trained, test)
     rows: list[dict[str, object]] = []
     names = [m.name for m in bench.llms]
     for llm in held_out or names:
