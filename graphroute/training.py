@@ -242,10 +242,10 @@ class _Step:
         sub_edges = {et: ei.to(dev) for et, ei in sub.edge_index.items()}
         local_targets = torch.arange(len(targets), device=dev)  # seeds come first, in order after unique
         n_local = len(sub.nodes[s.QUERY_NODE])
-        hops = {et: h.to(dev) for et, h in sub.edge_hop.items()}
+        hops = {et: h.to(dev) for et, h in sub.hops.edge_hop.items()}
         sub_edges, (sub_attrs, hops) = hide_queries(sub_edges, [sub_attrs, hops], local_targets, n_local)
         x = {t: full["x"][t][ids.to(dev)] for t, ids in sub.nodes.items()}
-        z = model.encode(x, sub_edges, sub_attrs, Hops(sub.within, hops))
+        z = model.encode(x, sub_edges, sub_attrs, Hops(sub.hops.within, hops))
         local = {t: v.to(dev) for t, v in sub.local.items()}
         pair = self.evidence(model, targets, local[s.QUERY_NODE], labels)
         logit, cost = model.decode(

@@ -17,29 +17,28 @@ EdgeType = tuple[str, str, str]
 
 
 @dataclass
-class Subgraph:
-    """Sampled nodes (global ids per type, the seeds first) and edges (local endpoints, global edge ids).
+class Hops:
+    """Hop bookkeeping of a sampled subgraph: nodes are numbered in hop order, ``within[t][h]`` of them lie within
+    h hops of the seeds (h = 0 … number of layers), and ``edge_hop[et]`` is the hop of each edge's destination
+    (0: an edge into a seed). ``RouterGNN.encode`` uses both to skip what the seeds' states cannot depend on."""
 
-    ``local[t]`` maps a global node id of type t to its local id (-1 where not sampled). Nodes are numbered in
-    hop order: ``within[t][h]`` of them lie within h hops of the seeds (h = 0 … number of layers).
-    ``edge_hop[et]`` is the hop of each edge's destination (0: an edge into a seed). Given to
-    ``RouterGNN.encode`` as ``Hops``, both let it skip what the seeds' states cannot depend on.
+    within: dict[str, list[int]]
+    edge_hop: dict[EdgeType, Tensor]
+
+
+@dataclass
+class Subgraph:
+    """Sampled nodes (global ids per type, the seeds first, in hop order) and edges (local endpoints, global
+    edge ids), with their ``hops``.
+
+    ``local[t]`` maps a global node id of type t to its local id (-1 where not sampled).
     """
 
     nodes: dict[str, Tensor]
     edge_index: dict[EdgeType, Tensor]
     edge_id: dict[EdgeType, Tensor]
     local: dict[str, Tensor]
-    within: dict[str, list[int]]
-    edge_hop: dict[EdgeType, Tensor]
-
-
-@dataclass
-class Hops:
-    """Hop bookkeeping of a sampled subgraph (see ``Subgraph``), the part the encoder needs to trim its layers."""
-
-    within: dict[str, list[int]]
-    edge_hop: dict[EdgeType, Tensor]
+    hops: Hops
 
 
 class NeighborSampler:
@@ -96,7 +95,7 @@ class NeighborSampler:
             edge_id[et] = ids
             ends = self.edges[et][:, ids]
             edge_index[et] = torch.stack([local[et[0]][ends[0]], local[et[2]][ends[1]]])
-        return Subgraph(node_ids, edge_index, edge_id, local, within, edge_hop)
+        return Subgraph(node_ids, edge_index, edge_id, local, Hops(within, edge_hop))
 
     @staticmethod
     def _add(ids: Tensor, node_type: str, local: dict[str, Tensor], nodes: dict[str, list[Tensor]]) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 
 from graphroute import schema as s
 from graphroute.graph.builder import build_graph
-from graphroute.graph.sampling import Hops, NeighborSampler
+from graphroute.graph.sampling import NeighborSampler
 from graphroute.nn import EdgeAttrConv, RouterGNN
 from graphroute.nn.pairs import PAIR_DIM, PairEvidence
 from graphroute.router import EDGE_DIMS
@@ -119,8 +119,8 @@ def test_trimmed_layers_give_the_seeds_the_states_of_the_whole_subgraph(layers: 
         x = {t: data[t].x[ids] for t, ids in sub.nodes.items()}
         attrs = {et: data[et].edge_attr[ids] for et, ids in sub.edge_id.items() if "edge_attr" in data[et]}
         whole = model.encode(x, sub.edge_index, attrs)
-        trimmed = model.encode(x, sub.edge_index, attrs, Hops(sub.within, sub.edge_hop))
+        trimmed = model.encode(x, sub.edge_index, attrs, sub.hops)
         assert sum(len(v) for v in trimmed.values()) < sum(len(v) for v in whole.values())  # work was skipped
         for t in whole:
-            n_seeds = sub.within[t][0]
+            n_seeds = sub.hops.within[t][0]
             assert torch.allclose(trimmed[t][:n_seeds], whole[t][:n_seeds], atol=1e-6), t
