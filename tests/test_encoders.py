@@ -40,8 +40,9 @@ def test_minilm_offline_with_disk_cache(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_minilm_direct_path_equals_sentence_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Embedding skips SentenceTransformer.encode's per-call overhead; the vectors must be the library's, for
-    batches of mixed lengths (padding) and for single texts, in the order given."""
+    """Embedding skips SentenceTransformer.encode's per-call overhead and packs tokens; the vectors must be the
+    library's, for batches of mixed lengths (padding, truncation at 256 tokens) and single texts, in the order
+    given."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     enc = SentenceTransformerEncoder(batch_size=3)
     texts = ["hi", "Explain, step by step, how a hash map handles collisions in open addressing.", "2+2?", "x " * 300]
@@ -52,13 +53,22 @@ def test_minilm_direct_path_equals_sentence_transformers(monkeypatch: pytest.Mon
     np.testing.assert_allclose(enc.encode([texts[1]])[0], want[1], atol=1e-5)
 
 
-def test_batches_cut_where_padding_would_waste_and_cover_every_text() -> None:
+def test_batches_are_sorted_by_length_and_cover_every_text() -> None:
     encoder = SentenceTransformerEncoder(batch_size=64)
-    mixed = ["x" * n for n in [40, 12, 38, 11, 36, 13, 35, 10, 33, 12, 34, 11, 37, 10, 39, 12]]  # 8 long, 8 short
-    chunks = encoder._chunks(mixed)
-    assert [len(c) for c in chunks] == [8, 8]
-    assert all(len(mixed[i]) >= 33 for i in chunks[0]) and all(len(mixed[i]) <= 13 for i in chunks[1])
-    alike = ["y" * (200 - n // 10) for n in range(300)]  # long list of similar lengths: full batches
-    chunks = encoder._chunks(alike)
+    texts = ["y" * ((n * 37) % 150 + 1) for n in range(300)]
+    chunks = encoder._chunks(texts)
     assert [len(c) for c in chunks] == [64, 64, 64, 64, 44]
+    lengths = [len(texts[i]) for i in np.concatenate(chunks)]
+    assert lengths == sorted(lengths, reverse=True)
     assert sorted(np.concatenate(chunks).tolist()) == list(range(300))
+
+
+def test_direct_path_falls_back_when_it_disagrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model the packed forward gets wrong (here: made to) is embedded by SentenceTransformer.encode instead."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = SentenceTransformerEncoder()
+    enc._load()
+    monkeypatch.setattr(enc, "_direct", lambda texts: np.zeros((len(texts), 384), np.float32))
+    got = enc.encode(["What is the capital of France?", "hi"])
+    assert not enc._direct_ok()
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
