@@ -148,42 +148,37 @@ class PairEvidence(nn.Module):
         """Evidence of the pairs (row, llm, user) from neighbour edges src (reference query) → dst (row).
 
         Shapes: src, dst, sim (S,); row, task, llm, user (P,) → (P, PAIR_DIM); dst and row index [0, n_rows).
-        ``query_task`` gives the task of reference queries; ``task`` that of each pair's row.
+        ``query_task`` gives the task of reference queries; ``task`` that of each pair's row. The neighbour
+        sums of the three weightings are one stacked scatter: a served request pays for every operation here.
         """
         fallback = tab["llm_mean"][llm]
         weight = torch.exp((sim - 1.0) / self.log_temperature.exp())
         row_task = torch.full((n_rows,), -1, dtype=torch.long, device=task.device)
         row_task[row] = task
         same = (query_task[src] == row_task[dst]).float()
-        knn_w = self._spread(src, dst, weight, tab, n_rows)
-        knn_u = self._spread(src, dst, torch.ones_like(weight), tab, n_rows)
-        knn_t = self._spread(src, dst, weight * same, tab, n_rows)
+        weights = torch.stack([weight, torch.ones_like(weight), weight * same], dim=1)  # (S, 3)
+        seen = torch.stack([tab["q_mean"][src], tab["q_seen"][src]], dim=1)  # (S, 2, L)
+        spread = torch.zeros(n_rows, 2, 3, seen.size(2), device=weight.device).index_add_(
+            0, dst, seen[:, :, None, :] * weights[:, None, :, None]
+        )[row, :, :, llm]  # (P, 2, 3): sums and supports of the weighted, plain and same-task neighbours
+        total, support = spread[:, 0], spread[:, 1]
+        knn = self._ratio(total, support, fallback[:, None])  # (P, 3)
+        t_sum, t_cnt = tab["t_sum"][task, llm], tab["t_cnt"][task, llm]
+        u_sum, u_cnt = tab["u_sum"][user, llm], tab["u_cnt"][user, llm]
         feats = [
-            self._ratio(knn_w[0][row, llm], knn_w[1][row, llm], fallback),
-            self._ratio(knn_u[0][row, llm], knn_u[1][row, llm], fallback),
-            torch.log1p(knn_u[1][row, llm]),
-            self._shrunk(tab["t_sum"][task, llm], tab["t_cnt"][task, llm], fallback),
-            torch.log1p(tab["t_cnt"][task, llm]) / 5,
-            self._shrunk(tab["u_sum"][user, llm], tab["u_cnt"][user, llm], fallback),
-            torch.log1p(tab["u_cnt"][user, llm]) / 5,
+            knn[:, 0],
+            knn[:, 1],
+            torch.log1p(support[:, 1]),
+            self._shrunk(t_sum, t_cnt, fallback),
+            torch.log1p(t_cnt) / 5,
+            self._shrunk(u_sum, u_cnt, fallback),
+            torch.log1p(u_cnt) / 5,
             self._ratio(tab["c_sum"][user, llm], tab["c_cnt"][user, llm], torch.full_like(fallback, 0.5)),
             fallback,
-            self._ratio(knn_t[0][row, llm], knn_t[1][row, llm], fallback),
-            torch.log1p(knn_t[1][row, llm]),
+            knn[:, 2],
+            torch.log1p(support[:, 2]),
         ]
         return torch.stack(feats, dim=-1)
-
-    @staticmethod
-    def _spread(src: Tensor, dst: Tensor, weight: Tensor, tab: dict[str, Tensor], n_rows: int) -> tuple[Tensor, Tensor]:
-        """Weighted sums of neighbours' per-LLM means and of their support. Shapes: → (n_rows, L) twice."""
-        width = tab["q_mean"].size(1)
-        total = torch.zeros(n_rows, width, device=weight.device).index_add_(
-            0, dst, tab["q_mean"][src] * weight[:, None]
-        )
-        support = torch.zeros(n_rows, width, device=weight.device).index_add_(
-            0, dst, tab["q_seen"][src] * weight[:, None]
-        )
-        return total, support
 
     @staticmethod
     def _shrunk(total: Tensor, count: Tensor, prior: Tensor) -> Tensor:
