@@ -63,7 +63,7 @@ class InferenceCache:
             )
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(
         self, query_x: Tensor, task: Tensor, user: Tensor, neighbors: Tensor, similarity: Tensor, base_cost_z: Tensor
     ) -> tuple[Tensor, Tensor]:

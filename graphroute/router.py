@@ -165,7 +165,7 @@ class Router(OnboardingMixin, BaseRouter):
         )
 
     # ----- predict -----
-    @torch.no_grad()
+    @torch.inference_mode()
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         cache = self._inference_cache()
         mu, sd = self.log_cost_stats_
