@@ -39,9 +39,9 @@ def run_service(
     """Latency and throughput of /v1/route next to bare embedding time and batched-embedding throughput.
 
     This machine's speed drifts by 20-40 % within minutes, so each comparison is interleaved rather than run as
-    two phases: every single query is embedded in-process, then routed over HTTP, before the next one; the burst
-    alternates batched embedding and concurrent routing ``rounds`` times, and the ratio is the median of the
-    rounds' ratios.
+    two phases: single queries alternate in blocks of ``BLOCK`` (embedded in-process, then routed over HTTP back
+    to back), and again one by one (each request then finds the server idle: "after idle"); the burst alternates
+    batched embedding and concurrent routing ``rounds`` times, and the ratio is the median of the rounds' ratios.
     """
     from graphroute.encoders import SentenceTransformerEncoder
     from graphroute.router import Router
@@ -66,7 +66,8 @@ def run_service(
             encoder = SentenceTransformerEncoder()
             encoder.encode(["warm up"])
             asyncio.run(_post_all(port, [{"query": "warm up"}], 1))
-            embed, route = _single(encoder, port, single)
+            embed, route = _single(encoder, port, single, BLOCK)
+            idle_embed, idle_route = _single(encoder, port, single, 1)
             rounds_out = [_round(encoder, port, burst, clients) for _ in range(rounds)]
         finally:
             server.terminate()
@@ -84,6 +85,13 @@ def run_service(
             "route_overhead_p50_pct": round((p50_route / p50_embed - 1) * 100, 1),
             "paired_overhead_p50_ms": round(_pct([r - e for r, e in zip(route, embed, strict=True)], 50), 2),
         },
+        "single_after_idle": {
+            "requests": len(single),
+            "embed_p50_ms": round(_pct(idle_embed, 50), 2),
+            "route_p50_ms": round(_pct(idle_route, 50), 2),
+            "route_overhead_p50_pct": round((_pct(idle_route, 50) / _pct(idle_embed, 50) - 1) * 100, 1),
+            "paired_overhead_p50_ms": round(_pct([r - e for r, e in zip(idle_route, idle_embed, strict=True)], 50), 2),
+        },
         "concurrent": {
             "clients": clients,
             "requests": len(burst),
@@ -100,28 +108,37 @@ def run_service(
 
 
 SETTLE_S = 0.003  # pause between the two processes' measurements: OpenMP threads stop spinning before the other runs
+BLOCK = 20  # queries per block of the steady single-client measurement
 
 
-def _single(encoder: object, port: int, queries: list[str]) -> tuple[list[float], list[float]]:
-    """Per query: seconds to embed it in-process, then seconds to route it over one keep-alive connection."""
+def _single(encoder: object, port: int, queries: list[str], block: int) -> tuple[list[float], list[float]]:
+    """Seconds to embed each query in-process and to route it over one keep-alive connection.
+
+    ``block`` queries are embedded back to back, then the same ones routed back to back, block after block: a
+    client that sends its next request as soon as it has the answer, with drift between the two cancelled by
+    the alternation. With ``block`` 1 every request finds a server that has been idle for an embedding's time.
+    """
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port)
     embed, route = [], []
     try:
-        for q in queries:
-            start = time.perf_counter()
-            encoder.encode([q])  # type: ignore[attr-defined]
-            embed.append(time.perf_counter() - start)
+        for start in range(0, len(queries), block):
+            part = queries[start : start + block]
+            for q in part:
+                began = time.perf_counter()
+                encoder.encode([q])  # type: ignore[attr-defined]
+                embed.append(time.perf_counter() - began)
             time.sleep(SETTLE_S)
-            body = json.dumps({"query": q, "user_id": "user001"})
-            start = time.perf_counter()
-            connection.request("POST", "/v1/route", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            route.append(time.perf_counter() - start)
-            if response.status != 200:
-                raise RuntimeError(f"single /v1/route request failed with {response.status}")
+            for q in part:
+                body = json.dumps({"query": q, "user_id": "user001"})
+                began = time.perf_counter()
+                connection.request("POST", "/v1/route", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                route.append(time.perf_counter() - began)
+                if response.status != 200:
+                    raise RuntimeError(f"single /v1/route request failed with {response.status}")
             time.sleep(SETTLE_S)
     finally:
         connection.close()
@@ -201,4 +218,5 @@ async def _post_all(port: int, bodies: list[dict[str, object]], clients: int) ->
 def format_service(results: dict[str, object]) -> str:
     from graphroute.bench.report import format_table
 
-    return format_table([results["single"]]) + "\n\n" + format_table([results["concurrent"]])  # type: ignore[list-item]
+    parts = [format_table([results[key]]) for key in ("single", "single_after_idle", "concurrent")]  # type: ignore[list-item]
+    return "\n\n".join(parts)
