@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from graphroute.bench.service import _post_all
+import pytest
+
+from graphroute.bench.service import _post_all, _single
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tests.serving.conftest import ThreadServer
@@ -20,3 +22,29 @@ def test_load_client_gets_every_answer_and_counts_failures(run_dir: Path, tmp_pa
         seconds, failures = asyncio.run(_post_all(port, bodies, clients=3))
     assert len(seconds) == len(bodies) and all(s > 0 for s in seconds)
     assert failures == 1
+
+
+class _CountingEncoder:
+    """Stands in for the bench's encoder: records what it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: list[str]) -> None:
+        self.seen.extend(texts)
+
+
+def test_single_client_timings_pair_each_query_in_blocks_and_one_by_one(run_dir: Path, tmp_path: Path) -> None:
+    """The single-request figures pair an embedding and a route of the same query, for every query, whatever the
+    block size; a route that fails stops the bench instead of being timed."""
+    app = create_app(ServeSettings(router_dir=run_dir, store_url=str(tmp_path / "s.sqlite")))
+    queries = [f"Solve {i} + {i}" for i in range(7)]
+    with ThreadServer(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for block in (3, 1):
+            encoder = _CountingEncoder()
+            embed, route = _single(encoder, port, queries, block)
+            assert encoder.seen == queries
+            assert len(embed) == len(route) == len(queries) and all(t > 0 for t in embed + route)
+        with pytest.raises(RuntimeError, match="422"):
+            _single(_CountingEncoder(), port, ["fine", " "], 2)
