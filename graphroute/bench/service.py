@@ -72,26 +72,11 @@ def run_service(
         finally:
             server.terminate()
             server.wait(timeout=30)
-    p50_embed, p50_route = _pct(embed, 50), _pct(route, 50)
     ratios = [r["route_requests_per_s"] / r["batched_embedding_per_s"] for r in rounds_out]
     middle = rounds_out[int(np.argsort(ratios)[len(ratios) // 2])]
     return {
-        "single": {
-            "requests": len(single),
-            "embed_p50_ms": round(p50_embed, 2),
-            "embed_p99_ms": round(_pct(embed, 99), 2),
-            "route_p50_ms": round(p50_route, 2),
-            "route_p99_ms": round(_pct(route, 99), 2),
-            "route_overhead_p50_pct": round((p50_route / p50_embed - 1) * 100, 1),
-            "paired_overhead_p50_ms": round(_pct([r - e for r, e in zip(route, embed, strict=True)], 50), 2),
-        },
-        "single_after_idle": {
-            "requests": len(single),
-            "embed_p50_ms": round(_pct(idle_embed, 50), 2),
-            "route_p50_ms": round(_pct(idle_route, 50), 2),
-            "route_overhead_p50_pct": round((_pct(idle_route, 50) / _pct(idle_embed, 50) - 1) * 100, 1),
-            "paired_overhead_p50_ms": round(_pct([r - e for r, e in zip(idle_route, idle_embed, strict=True)], 50), 2),
-        },
+        "single": _latency(embed, route),
+        "single_after_idle": _latency(idle_embed, idle_route),
         "concurrent": {
             "clients": clients,
             "requests": len(burst),
@@ -104,6 +89,20 @@ def run_service(
             "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         },
         "cpu_count": os.cpu_count(),
+    }
+
+
+def _latency(embed: list[float], route: list[float]) -> dict[str, object]:
+    """p50/p99 of paired embedding and route seconds, and the route's overhead over the embedding."""
+    p50_embed, p50_route = _pct(embed, 50), _pct(route, 50)
+    return {
+        "requests": len(route),
+        "embed_p50_ms": round(p50_embed, 2),
+        "embed_p99_ms": round(_pct(embed, 99), 2),
+        "route_p50_ms": round(p50_route, 2),
+        "route_p99_ms": round(_pct(route, 99), 2),
+        "route_overhead_p50_pct": round((p50_route / p50_embed - 1) * 100, 1),
+        "paired_overhead_p50_ms": round(_pct([r - e for r, e in zip(route, embed, strict=True)], 50), 2),
     }
 
 

@@ -157,9 +157,9 @@ class PairEvidence(nn.Module):
         row_task[row] = task
         same = (query_task[src] == row_task[dst]).float()
         weights = torch.stack([weight, torch.ones_like(weight), weight * same], dim=1)  # (S, 3)
-        seen = torch.stack([tab["q_mean"][src], tab["q_seen"][src]], dim=1)  # (S, 2, L)
-        spread = torch.zeros(n_rows, 2, 3, seen.size(2), device=weight.device).index_add_(
-            0, dst, seen[:, :, None, :] * weights[:, None, :, None]
+        neighbour = torch.stack([tab["q_mean"][src], tab["q_seen"][src]], dim=1)  # (S, 2, L)
+        spread = torch.zeros(n_rows, 2, 3, neighbour.size(2), device=weight.device).index_add_(
+            0, dst, neighbour[:, :, None, :] * weights[:, None, :, None]
         )[row, :, :, llm]  # (P, 2, 3): sums and supports of the weighted, plain and same-task neighbours
         total, support = spread[:, 0], spread[:, 1]
         knn = self._ratio(total, support, fallback[:, None])  # (P, 3)
