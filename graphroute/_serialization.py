@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from graphroute.router import Router
 
 logger = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11)
 FILES = (
     "config.json",
     "model.safetensors",
@@ -110,6 +110,11 @@ def _load(cls: type[R], path: Path) -> R:
     meta = json.loads((path / "config.json").read_text())
     if meta.get("format", 0) > FORMAT_VERSION:
         warnings.warn(f"{path} was written by a newer graphroute ({meta.get('versions')})", stacklevel=3)
+    elif meta.get("format", 0) < FORMAT_VERSION:
+        raise CorruptRouterError(
+            f"{path}: saved in router format {meta.get('format', 0)} by {meta.get('versions')}; this graphroute "
+            f"reads format {FORMAT_VERSION}: train the router again (`graphroute train`)"
+        )
     router = cls(RouterConfig.model_validate(meta["config"]))
     router.encoder_ = make_encoder(router.config.encoder)
     if router.encoder_.name != meta["encoder"]:

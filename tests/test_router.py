@@ -78,6 +78,16 @@ def test_save_load_identical_predictions(fitted_router: Router, tmp_path: Path) 
     torch.load(tmp_path / "run" / "graph.pt", weights_only=True)  # plain tensors, no pickled objects
 
 
+def test_router_saved_in_an_older_format_asks_for_retraining(fitted_router: Router, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fitted_router.save(run)
+    meta = json.loads((run / "config.json").read_text())
+    meta["format"] = 1  # before the pair evidence changed shape
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptRouterError, match="router format 1.*train the router again"):
+        Router.load(run)
+
+
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated-weights"])
 def test_corrupt_saved_router(fitted_router: Router, tmp_path: Path, damage: str) -> None:
     run = tmp_path / "run"

@@ -11,17 +11,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-PAIR_DIM = 11
+PAIR_DIM = 14
 MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)  # the columns that are means in [0, 1]; the others are supports
+# or (11-13) the neighbours' mean logit over all LLMs
 TASK_MEAN = 3
 PRIOR_COUNT = 5.0  # pseudo-observations of the shrinkage prior
 
 
+def logits(means: Tensor) -> Tensor:
+    """Means in [0, 1] as logits, clamped to [0.02, 0.98] first."""
+    means = means.clamp(0.02, 0.98)
+    return torch.log(means) - torch.log1p(-means)
+
+
 def evidence_logits(pair: Tensor) -> Tensor:
-    """Means mapped to logits (clamped), supports unchanged: the inputs of the evidence GLM. Shapes: (P, F)."""
+    """Means mapped to logits, supports unchanged: the inputs of the evidence GLM. Shapes: (P, F)."""
     out = pair.clone()
-    means = pair[:, MEAN_FEATURES].clamp(0.02, 0.98)
-    out[:, MEAN_FEATURES] = torch.log(means) - torch.log1p(-means)
+    out[:, MEAN_FEATURES] = logits(pair[:, MEAN_FEATURES])
     return out
 
 
@@ -95,8 +101,8 @@ class PairEvidence(nn.Module):
     Features per pair: neighbour mean effect with a learned similarity temperature, plain neighbour mean,
     neighbour support, task mean, task support, user mean, user support, user choice rate, LLM mean,
     same-task neighbour mean and its support.
-    Task, user and LLM means are shrunk towards the level above (PRIOR_COUNT pseudo-observations); neighbour
-    means fall back to the LLM's mean where there is no support; supports are log counts.
+    Neighbour means are shrunk towards the task mean, and task, user and LLM means towards the level above
+    (PRIOR_COUNT pseudo-observations each); supports are log counts.
 
     Shapes:
         outcome_index (2, E) query→LLM; effect, has_effect, chosen (E,); outcome_user (E,);
@@ -160,16 +166,23 @@ class PairEvidence(nn.Module):
         neighbour = torch.stack([tab["q_mean"][src], tab["q_seen"][src]], dim=1)  # (S, 2, L)
         spread = torch.zeros(n_rows, 2, 3, neighbour.size(2), device=weight.device).index_add_(
             0, dst, neighbour[:, :, None, :] * weights[:, None, :, None]
-        )[row, :, :, llm]  # (P, 2, 3): sums and supports of the weighted, plain and same-task neighbours
-        total, support = spread[:, 0], spread[:, 1]
-        knn = self._ratio(total, support, fallback[:, None])  # (P, 3)
-        t_sum, t_cnt = tab["t_sum"][task, llm], tab["t_cnt"][task, llm]
+        )  # (n_rows, 2, 3, L): sums and supports of the weighted, plain and same-task neighbours, per LLM
+        # neighbour means are shrunk towards the task mean: on tasks scored 0/1 (code, maths) a few neighbours'
+        # plain mean swings to 0 or 1 and, as a logit, outweighs everything else
+        known_task = row_task.clamp(min=0)  # rows outside ``row`` are never read
+        task_means = self._shrunk(tab["t_sum"][known_task], tab["t_cnt"][known_task], tab["llm_mean"])  # (n_rows, L)
+        means = self._shrunk(spread[:, 0], spread[:, 1], task_means[:, None, :])  # (n_rows, 3, L)
+        # the neighbours' level over all LLMs (how hard queries like this are) lowers the loss but cannot rank
+        # LLMs; given apart, it leaves the per-LLM means' weights to what tells the LLMs apart
+        level = logits(means).mean(dim=-1)[row]  # (P, 3)
+        knn, support = means[row, :, llm], spread[row, 1, :, llm]  # (P, 3) each
+        task_mean, t_cnt = task_means[row, llm], tab["t_cnt"][task, llm]
         u_sum, u_cnt = tab["u_sum"][user, llm], tab["u_cnt"][user, llm]
         feats = [
             knn[:, 0],
             knn[:, 1],
             torch.log1p(support[:, 1]),
-            self._shrunk(t_sum, t_cnt, fallback),
+            task_mean,
             torch.log1p(t_cnt) / 5,
             self._shrunk(u_sum, u_cnt, fallback),
             torch.log1p(u_cnt) / 5,
@@ -177,6 +190,7 @@ class PairEvidence(nn.Module):
             fallback,
             knn[:, 2],
             torch.log1p(support[:, 2]),
+            *level.unbind(dim=1),
         ]
         return torch.stack(feats, dim=-1)
 

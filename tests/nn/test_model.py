@@ -62,7 +62,14 @@ def test_pair_evidence_means() -> None:
     overall = 3.5 / 6  # every rated outcome
     llm_mean = (1.5 + 5 * overall) / (4 + 5)  # LLM 1 scored 0, 1, 0, 0.5, shrunk with 5 pseudo-counts
     assert out[0, 8].item() == pytest.approx(llm_mean)
-    assert out[0, 3].item() == pytest.approx((1.0 + 5 * llm_mean) / (2 + 5))  # task mean of 0 and 1, shrunk
+    task_mean = (1.0 + 5 * llm_mean) / (2 + 5)  # task mean of 0 and 1, shrunk
+    assert out[0, 3].item() == pytest.approx(task_mean)
+    # plain neighbour mean: LLM 1's scores on the neighbours that it answered, shrunk towards the task mean
+    llm1_score = {0: 0.0, 1: 1.0, 3: 0.0, 5: 0.5}
+    src, dst = data[s.SIMILAR_TO].edge_index
+    scores = [llm1_score[q] for q in src[dst == 0].tolist() if q in llm1_score]
+    assert out[0, 1].item() == pytest.approx((sum(scores) + 5 * task_mean) / (len(scores) + 5))
+    assert out[0, 2].item() == pytest.approx(np.log1p(len(scores)))
 
 
 def test_model_shapes_and_cost_head_starts_at_catalog_estimate() -> None:
