@@ -147,7 +147,7 @@ def _nanmean0_rows(stack: np.ndarray, fill: np.ndarray) -> np.ndarray:
 
 
 def _train(
-    module: nn.Module,
+    make_module: Callable[[], nn.Module],
     loss_fn: Callable[[nn.Module, slice | np.ndarray, bool], torch.Tensor],
     n_train: int,
     seed: int,
@@ -155,7 +155,8 @@ def _train(
     patience: int = 10,
     batch: int = 256,
 ) -> nn.Module:
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # before the module is built: its initial weights are part of the seed
+    module = make_module()
     opt = torch.optim.Adam(module.parameters(), lr=1e-3, weight_decay=1e-5)
     best, best_state, stale = float("inf"), copy.deepcopy(module.state_dict()), 0
     rng = np.random.default_rng(seed)
@@ -197,9 +198,8 @@ class _Learned(_CatalogCost):
             mask = ~torch.isnan(y)
             return F.binary_cross_entropy_with_logits(module(x)[mask], y[mask])
 
-        self.net_ = _train(
-            self._module(train.queries.emb.shape[1]), loss_fn, len(train.query_ids), self.config.train.seed
-        )
+        dim = train.queries.emb.shape[1]
+        self.net_ = _train(lambda: self._module(dim), loss_fn, len(train.query_ids), self.config.train.seed)
 
     def _tensors(self, tables: LogTables) -> tuple[torch.Tensor, torch.Tensor]:
         return (

@@ -54,3 +54,18 @@ def test_routers_beat_random_on_demo(fitted: dict, dense_test: pd.DataFrame) -> 
     rows = ev.table_rows()
     assert {r["router"] for r in rows} == set(ROUTERS) | {"oracle"}
     assert all(0 <= float(r["aiq"]) <= 1 for r in rows)
+
+
+@pytest.mark.parametrize("name", ["mlp", "mf", "graphrouter-onehot"])
+def test_learned_baseline_depends_only_on_its_seed(
+    name: str, demo: tuple[pd.DataFrame, list], fast_config: RouterConfig
+) -> None:
+    """Whatever ran before (other routers draw from torch's global generator), one seed gives one model."""
+    import torch
+
+    logs, llms = demo
+    torch.manual_seed(1)
+    a = ROUTERS[name](fast_config).fit(logs, llms).predict_outcomes(QUERIES)[0]
+    torch.manual_seed(2)
+    b = ROUTERS[name](fast_config).fit(logs, llms).predict_outcomes(QUERIES)[0]
+    np.testing.assert_array_equal(a, b)
