@@ -26,6 +26,15 @@ def test_fit_returns_self_and_learned_state(fitted_router: Router) -> None:
     assert {"train_loss", "val_effect_loss"} <= set(r.history_.history[0])
 
 
+def test_missing_and_unseen_tasks_are_inferred_from_the_query(fitted_router: Router) -> None:
+    r = fitted_router
+    known = r.task_names_[-1]
+    emb = r.prepare([QUERIES[0]] * 3).emb
+    idx, inferred = r.task_lookup([known, None, "a-task-never-seen"], emb)
+    assert inferred.tolist() == [False, True, True]
+    assert idx[0] == len(r.task_names_) - 1 and idx[1] == idx[2] == np.argmax(r.task_centroids_ @ emb[0])
+
+
 def test_not_fitted() -> None:
     with pytest.raises(NotFittedError):
         Router().recommend("hello")
