@@ -103,7 +103,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from graphroute.bench.report import dump_json
 
     root, out = Path(args.data_root), Path(args.out)
-    needed = {"routing": args.datasets, "service": [], "scale": []}.get(args.protocol, ["llmrouter-9llm"])
+    needed = {"routing": args.datasets, "held-out-tasks": args.datasets, "service": [], "scale": []}.get(
+        args.protocol, ["llmrouter-9llm"]
+    )
     missing = [d for d in needed if not (root / d).exists()]
     if missing:
         print(f"benchmark data missing under {root}: {missing}; nothing to run", file=sys.stderr)
@@ -114,6 +116,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_routing(root, _config(args), args.datasets, args.routers, out)
         print(format_results(results))
+    elif args.protocol == "held-out-tasks":
+        from graphroute.bench.routing import format_held_out, run_held_out_tasks
+
+        results = run_held_out_tasks(root, _config(args), args.datasets, args.routers)
+        print(format_held_out(results))
     elif args.protocol == "users":
         from graphroute.bench.users import format_users, plot_users, run_users
 
@@ -286,13 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="Run a benchmark protocol on ../shared/data (JSON + table + PNG).",
         description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and every baseline, "
-        "paired-bootstrap intervals. users (P3): simulated users on llmrouter-9llm, personalised vs "
-        "user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held "
+        "paired-bootstrap intervals. held-out-tasks: unseen tasks from the train logs alone, each task held out in "
+        "turn (quality@1 per task and the mean over tasks; no test file is read). users (P3): simulated users on "
+        "llmrouter-9llm, personalised vs user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. "
+        "new-llm (P2): each LLM held "
         "out of training and onboarded from its description, then with 10 and 50 probes. service (P4): "
         "`graphroute serve` on 127.0.0.1 under single and 16 concurrent clients, beside bare embedding. scale (P5): "
         "generated logs of --sizes interactions; read, graph build, one epoch, inference, peak RSS, a plot.",
     )
-    protocols = ["routing", "users", "new-llm", "service", "scale"]
+    protocols = ["routing", "held-out-tasks", "users", "new-llm", "service", "scale"]
     p.add_argument("protocol", choices=protocols, help="Which protocol of GUIDE §5 (scale: P5 of issue 5).")
     p.add_argument("--sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000], help="Log sizes for scale.")
     p.add_argument("--users", type=int, default=200, help="Simulated users for `users` (default 200).")

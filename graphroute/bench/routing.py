@@ -1,4 +1,6 @@
-"""P1 routing: llmrouter-9llm train → test, and routerdc-7llm in-distribution and OOD (GUIDE §5)."""
+"""P1 routing: llmrouter-9llm train → test, and routerdc-7llm in-distribution and OOD (GUIDE §5); and unseen
+tasks on the train logs alone, each task held out in turn, where design choices for unseen tasks can be made
+without looking at the OOD test files."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from graphroute import schema as s
 from graphroute.base import BaseRouter
 from graphroute.baselines import ROUTERS
 from graphroute.bench.report import format_table, plot_frontiers
@@ -14,6 +20,7 @@ from graphroute.config import RouterConfig
 from graphroute.data.adapters import Benchmark, load_llmrouter, load_routerdc
 from graphroute.evaluation import evaluate
 from graphroute.metrics import REPORT_ALPHAS
+from graphroute.schema import LLMProfile
 
 logger = logging.getLogger(__name__)
 DATASETS = {"llmrouter-9llm": load_llmrouter, "routerdc-7llm": load_routerdc}
@@ -78,4 +85,57 @@ def format_results(results: dict[str, object]) -> str:
     for key, res in results.items():
         parts.append(f"## {key} ({res['n_queries']} queries)")  # type: ignore[index]
         parts.append(format_table(res["rows"], cols))  # type: ignore[index]
+    return "\n\n".join(parts)
+
+
+def held_out_tasks(
+    train: pd.DataFrame, llms: Sequence[LLMProfile], names: Sequence[str], config: RouterConfig
+) -> dict[str, object]:
+    """Each task of ``train`` held out in turn: every router fitted on the other tasks, scored on that one.
+
+    Returns quality at alpha 1 per held-out task and router, the mean over tasks (each task one vote: a whole
+    unseen task follows whichever known task it resembles, so tasks, not queries, are the units of chance here)
+    and, for the GNN, on how many tasks it beats each other router.
+    """
+    rows: list[dict[str, object]] = []
+    for task in sorted(train[s.TASK].unique()):
+        held = (train[s.TASK] == task).to_numpy()
+        fitted, _ = fit_routers(Benchmark(train[~held].reset_index(drop=True), {}, list(llms)), names, config)
+        ev = evaluate(fitted, train[held].reset_index(drop=True))
+        rows.append(
+            {
+                "held-out task": task,
+                "queries": ev.n_queries,
+                **{n: round(sc.quality[1.0], 4) for n, sc in ev.scores.items()},
+            }
+        )
+    routers = [c for c in rows[0] if c not in ("held-out task", "queries")]
+    mean = {n: round(float(np.mean([r[n] for r in rows])), 4) for n in routers}  # type: ignore[misc]
+    wins = {
+        n: sum(float(r["graphroute"]) > float(r[n]) for r in rows)  # type: ignore[arg-type]
+        for n in routers
+        if "graphroute" in routers and n != "graphroute"
+    }
+    return {"rows": rows, "mean_over_tasks": mean, "graphroute_wins_of_tasks": wins, "n_tasks": len(rows)}
+
+
+def run_held_out_tasks(
+    data_root: Path, config: RouterConfig, datasets: Sequence[str], routers: Sequence[str]
+) -> dict[str, object]:
+    """``held_out_tasks`` on each dataset's train log; its test files are never read into a fit or a score."""
+    return {d: held_out_tasks(*_train_and_llms(data_root / d, d), routers, config) for d in datasets}
+
+
+def _train_and_llms(folder: Path, dataset: str) -> tuple[pd.DataFrame, list[LLMProfile]]:
+    bench = DATASETS[dataset](folder)
+    return bench.train, bench.llms
+
+
+def format_held_out(results: dict[str, object]) -> str:
+    parts = []
+    for dataset, res in results.items():
+        rows = [*res["rows"], {"held-out task": "mean over tasks", **res["mean_over_tasks"]}]  # type: ignore[index]
+        parts.append(f"## {dataset}: quality@1.0 on each train task held out in turn")
+        parts.append(format_table(rows))
+        parts.append(f"graphroute wins (of {res['n_tasks']} tasks): {res['graphroute_wins_of_tasks']}")  # type: ignore[index]
     return "\n\n".join(parts)
