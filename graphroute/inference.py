@@ -65,11 +65,19 @@ class InferenceCache:
 
     @torch.inference_mode()
     def predict(
-        self, query_x: Tensor, task: Tensor, user: Tensor, neighbors: Tensor, similarity: Tensor, base_cost_z: Tensor
+        self,
+        query_x: Tensor,
+        task: Tensor,
+        user: Tensor,
+        neighbors: Tensor,
+        similarity: Tensor,
+        base_cost_z: Tensor,
+        unseen_task: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Effect logits and standardised log cost of every LLM for new queries.
 
-        Shapes: query_x (N, F); task, user (N,); neighbors, similarity (N, k); base_cost_z (N, L) → (N, L) twice.
+        Shapes: query_x (N, F); task, user (N,); neighbors, similarity (N, k); base_cost_z (N, L); unseen_task
+        (N,) bool, see ``PairEvidence.gather`` → (N, L) twice.
         """
         model, n = self.model, query_x.size(0)
         h_new = torch.relu(model.inputs[s.QUERY_NODE](query_x))
@@ -98,6 +106,7 @@ class InferenceCache:
             task[row],
             llm,
             pair_user,
+            unseen_task,
         )
         z = {s.QUERY_NODE: h_new, s.LLM_NODE: final[s.LLM_NODE], s.USER_NODE: final[s.USER_NODE]}
         logit, cost = model.decode(z, pair, row, llm, pair_user, base_cost_z.reshape(-1))

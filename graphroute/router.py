@@ -173,13 +173,17 @@ class Router(OnboardingMixin, BaseRouter):
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
             idx, sim = nearest_neighbors(part.emb, self.ref_emb_, self.config.graph.k_neighbors)
+            task, inferred = self.task_lookup(part.tasks, part.emb)
+            unseen = inferred & np.array([t is not None for t in part.tasks], dtype=bool)
+            overall = self.config.graph.unseen_task == "overall"
             logit, cost_z = cache.predict(
                 torch.as_tensor(query_features(part.emb, part.tokens)),
-                torch.as_tensor(self.task_index(part.tasks, part.emb)),
+                torch.as_tensor(task),
                 torch.as_tensor(self._user_index(part.user_ids)),
                 torch.as_tensor(idx),
                 torch.as_tensor(sim),
                 torch.as_tensor(self._cost_z(part.base_cost), dtype=torch.float32),
+                torch.as_tensor(unseen) if overall else None,  # a missing task keeps its nearest known task's
             )
             effects.append(torch.sigmoid(logit).numpy())
             costs.append(np.exp(cost_z.numpy() * sd + mu))

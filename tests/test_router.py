@@ -35,6 +35,26 @@ def test_missing_and_unseen_tasks_are_inferred_from_the_query(fitted_router: Rou
     assert idx[0] == len(r.task_names_) - 1 and idx[1] == idx[2] == np.argmax(r.task_centroids_ @ emb[0])
 
 
+def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'overall': a task named but never seen gets each LLM's overall mean as its task evidence, while a missing
+    task keeps the table of its nearest known task; 'nearest' (default): both borrow that table."""
+    from graphroute.nn.pairs import TASK_MEAN
+
+    r, seen = fitted_router, []
+    decode = r.model_.decode
+    monkeypatch.setattr(r.model_, "decode", lambda z, pair, *a: seen.append(pair) or decode(z, pair, *a))
+    r.predict_outcomes(QUERIES[:1], tasks=["a-task-never-seen"])
+    overall = r.config.model_copy(update={"graph": r.config.graph.model_copy(update={"unseen_task": "overall"})})
+    monkeypatch.setattr(r, "config", overall)
+    r.predict_outcomes(QUERIES[:1], tasks=["a-task-never-seen"])
+    r.predict_outcomes(QUERIES[:1], tasks=[None])
+    nearest, unseen, missing = seen
+    llm_mean = 8  # the LLM's overall (shrunk) mean, see PairEvidence
+    torch.testing.assert_close(unseen[:, TASK_MEAN], unseen[:, llm_mean])
+    torch.testing.assert_close(missing, nearest)
+    assert not torch.allclose(nearest[:, TASK_MEAN], nearest[:, llm_mean])
+
+
 def test_not_fitted() -> None:
     with pytest.raises(NotFittedError):
         Router().recommend("hello")
