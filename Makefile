@@ -19,6 +19,7 @@ test: env
 
 bench: env
 	.venv/bin/graphroute -v bench routing --out runs/bench
+	.venv/bin/graphroute -v bench held-out-tasks --out runs/bench
 	.venv/bin/graphroute -v bench users --out runs/bench
 	.venv/bin/graphroute -v bench new-llm --out runs/bench
 	.venv/bin/graphroute -v bench service --out runs/bench
