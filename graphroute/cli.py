@@ -296,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
         "paired-bootstrap intervals. held-out-tasks: unseen tasks from the train logs alone, each task held out in "
         "turn (quality@1 per task and the mean over tasks; no test file is read). users (P3): simulated users on "
         "llmrouter-9llm, personalised vs user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. "
-        "new-llm (P2): each LLM held "
-        "out of training and onboarded from its description, then with 10 and 50 probes. service (P4): "
+        "new-llm (P2): each LLM held out of training and onboarded from its description, then with 10 and 50 "
+        "probes. service (P4): "
         "`graphroute serve` on 127.0.0.1 under single and 16 concurrent clients, beside bare embedding. scale (P5): "
         "generated logs of --sizes interactions; read, graph build, one epoch, inference, peak RSS, a plot.",
     )

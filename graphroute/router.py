@@ -174,8 +174,9 @@ class Router(OnboardingMixin, BaseRouter):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
             idx, sim = nearest_neighbors(part.emb, self.ref_emb_, self.config.graph.k_neighbors)
             task, inferred = self.task_lookup(part.tasks, part.emb)
-            unseen = inferred & np.array([t is not None for t in part.tasks], dtype=bool)
-            overall = self.config.graph.unseen_task == "overall"
+            unseen = None  # 'nearest': an unseen or missing task borrows its nearest known task's evidence
+            if self.config.graph.unseen_task == "overall":  # only a named unseen task; a missing one still borrows
+                unseen = torch.as_tensor(inferred & np.array([t is not None for t in part.tasks], dtype=bool))
             logit, cost_z = cache.predict(
                 torch.as_tensor(query_features(part.emb, part.tokens)),
                 torch.as_tensor(task),
@@ -183,7 +184,7 @@ class Router(OnboardingMixin, BaseRouter):
                 torch.as_tensor(idx),
                 torch.as_tensor(sim),
                 torch.as_tensor(self._cost_z(part.base_cost), dtype=torch.float32),
-                torch.as_tensor(unseen) if overall else None,  # a missing task keeps its nearest known task's
+                unseen,
             )
             effects.append(torch.sigmoid(logit).numpy())
             costs.append(np.exp(cost_z.numpy() * sd + mu))

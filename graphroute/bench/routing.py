@@ -123,12 +123,11 @@ def run_held_out_tasks(
     data_root: Path, config: RouterConfig, datasets: Sequence[str], routers: Sequence[str]
 ) -> dict[str, object]:
     """``held_out_tasks`` on each dataset's train log; its test files are never read into a fit or a score."""
-    return {d: held_out_tasks(*_train_and_llms(data_root / d, d), routers, config) for d in datasets}
-
-
-def _train_and_llms(folder: Path, dataset: str) -> tuple[pd.DataFrame, list[LLMProfile]]:
-    bench = DATASETS[dataset](folder)
-    return bench.train, bench.llms
+    results: dict[str, object] = {}
+    for dataset in datasets:
+        bench = DATASETS[dataset](data_root / dataset)
+        results[dataset] = held_out_tasks(bench.train, bench.llms, routers, config)
+    return results
 
 
 def format_held_out(results: dict[str, object]) -> str:

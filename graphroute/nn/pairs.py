@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 PAIR_DIM = 14
-MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)  # the columns that are means in [0, 1]; the others are supports
-# or (11-13) the neighbours' mean logit over all LLMs
+# the columns that are means in [0, 1]; the others are supports or, 11-13, already logits
+MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)
 TASK_MEAN = 3
 PRIOR_COUNT = 5.0  # pseudo-observations of the shrinkage prior
 
@@ -100,7 +100,8 @@ class PairEvidence(nn.Module):
 
     Features per pair: neighbour mean effect with a learned similarity temperature, plain neighbour mean,
     neighbour support, task mean, task support, user mean, user support, user choice rate, LLM mean,
-    same-task neighbour mean and its support.
+    same-task neighbour mean and its support, and the neighbours' level over all LLMs (mean logit) for each of
+    the three neighbour weightings.
     Neighbour means are shrunk towards the task mean, and task, user and LLM means towards the level above
     (PRIOR_COUNT pseudo-observations each); supports are log counts.
 
