@@ -38,7 +38,7 @@ def test_missing_and_unseen_tasks_are_inferred_from_the_query(fitted_router: Rou
 def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypatch: pytest.MonkeyPatch) -> None:
     """'overall': a task named but never seen gets each LLM's overall mean as its task evidence, while a missing
     task keeps the table of its nearest known task; 'nearest' (default): both borrow that table."""
-    from graphroute.nn.pairs import TASK_MEAN
+    from graphroute.nn.pairs import LLM_MEAN, TASK_MEAN
 
     r, seen = fitted_router, []
     decode = r.model_.decode
@@ -49,10 +49,9 @@ def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypa
     r.predict_outcomes(QUERIES[:1], tasks=["a-task-never-seen"])
     r.predict_outcomes(QUERIES[:1], tasks=[None])
     nearest, unseen, missing = seen
-    llm_mean = 8  # the LLM's overall (shrunk) mean, see PairEvidence
-    torch.testing.assert_close(unseen[:, TASK_MEAN], unseen[:, llm_mean])
+    torch.testing.assert_close(unseen[:, TASK_MEAN], unseen[:, LLM_MEAN])
     torch.testing.assert_close(missing, nearest)
-    assert not torch.allclose(nearest[:, TASK_MEAN], nearest[:, llm_mean])
+    assert not torch.allclose(nearest[:, TASK_MEAN], nearest[:, LLM_MEAN])
 
 
 def test_not_fitted() -> None:

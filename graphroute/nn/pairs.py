@@ -15,6 +15,7 @@ PAIR_DIM = 14
 # the columns that are means in [0, 1]; the others are supports or, 11-13, already logits
 MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)
 TASK_MEAN = 3
+LLM_MEAN = 8  # the LLM's overall (shrunk) mean
 PRIOR_COUNT = 5.0  # pseudo-observations of the shrinkage prior
 
 

@@ -8,7 +8,7 @@ from graphroute import schema as s
 from graphroute.graph.builder import build_graph
 from graphroute.graph.sampling import NeighborSampler
 from graphroute.nn import EdgeAttrConv, RouterGNN
-from graphroute.nn.pairs import PAIR_DIM, PairEvidence
+from graphroute.nn.pairs import LLM_MEAN, PAIR_DIM, TASK_MEAN, PairEvidence
 from graphroute.router import EDGE_DIMS
 from tests.graph.test_builder import small_graph
 
@@ -62,9 +62,9 @@ def test_pair_evidence_means() -> None:
     assert out.shape == (1, PAIR_DIM)
     overall = 3.5 / 6  # every rated outcome
     llm_mean = (1.5 + 5 * overall) / (4 + 5)  # LLM 1 scored 0, 1, 0, 0.5, shrunk with 5 pseudo-counts
-    assert out[0, 8].item() == pytest.approx(llm_mean)
+    assert out[0, LLM_MEAN].item() == pytest.approx(llm_mean)
     task_mean = (1.0 + 5 * llm_mean) / (2 + 5)  # task mean of 0 and 1, shrunk
-    assert out[0, 3].item() == pytest.approx(task_mean)
+    assert out[0, TASK_MEAN].item() == pytest.approx(task_mean)
     # plain neighbour mean: LLM 1's scores on the neighbours that it answered, shrunk towards the task mean
     llm1_score = {0: 0.0, 1: 1.0, 3: 0.0, 5: 0.5}
     src, dst = data[s.SIMILAR_TO].edge_index
