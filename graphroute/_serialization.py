@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from graphroute.router import Router
 
 logger = logging.getLogger(__name__)
-FORMAT_VERSION = 2  # 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11)
+# 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11); 3: task_member_sims_ saved
+FORMAT_VERSION = 3
 FILES = (
     "config.json",
     "model.safetensors",
@@ -74,7 +75,7 @@ def save_router(router: Router, path: Path) -> None:
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
     arrays = {
         name: torch.as_tensor(np.ascontiguousarray(getattr(router, name)))
-        for name in ("task_centroids_", "user_x_", "llm_x_", "task_x_")
+        for name in ("task_centroids_", "task_member_sims_", "user_x_", "llm_x_", "task_x_")
     }
     q = router.tables_.queries
     arrays.update(query_emb=torch.as_tensor(q.emb), query_tokens=torch.as_tensor(q.tokens))

@@ -27,6 +27,10 @@ from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMErr
 from graphroute.schema import LLMProfile, Recommendation
 
 logger = logging.getLogger(__name__)
+# a task's members' similarities to its centroid, kept at these quantiles, place a query of an unseen task among
+# them; at FULL_TRUST_RANK (as typical as the median member) it borrows the known task's table in full
+MEMBER_QUANTILES = np.linspace(0.0, 1.0, 21)
+FULL_TRUST_RANK = 0.5
 
 
 @dataclass
@@ -171,8 +175,13 @@ class BaseRouter:
         self.task_names_ = sorted(set(train.queries.tasks))
         index = {t: i for i, t in enumerate(self.task_names_)}
         centroids = np.zeros((len(self.task_names_), train.queries.emb.shape[1]), dtype=np.float32)
-        np.add.at(centroids, np.array([index[t] for t in train.queries.tasks], dtype=np.int64), train.queries.emb)
+        rows = np.array([index[t] for t in train.queries.tasks], dtype=np.int64)
+        np.add.at(centroids, rows, train.queries.emb)
         self.task_centroids_ = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        own = np.einsum("qd,qd->q", train.queries.emb, self.task_centroids_[rows])
+        self.task_member_sims_ = np.stack(
+            [np.quantile(own[rows == i], MEMBER_QUANTILES) for i in range(len(self.task_names_))]
+        ).astype(np.float32)
 
     def tables(self, frame: pd.DataFrame) -> LogTables:
         """Query rows and outcome rows of a validated, cost-filled log."""
@@ -230,6 +239,21 @@ class BaseRouter:
         known = np.array([t is not None and t in index for t in tasks], dtype=bool)
         idx = np.array([index[t] if k else j for t, k, j in zip(tasks, known, nearest, strict=True)], dtype=np.int64)
         return idx, ~known
+
+    def task_trust(self, emb: np.ndarray, task: np.ndarray) -> np.ndarray:
+        """How far a query of an unseen task may lean on the known task it was matched to, in [0, 1].
+
+        1 when the query is at least as close to that task's centroid as the task's median member; falling to 0
+        as it nears the least typical members. A new task that resembles a known one (ceval and cmmlu) then
+        borrows its table, and one that resembles none (mmlu among llmrouter's other tasks, matched to
+        commonsense_qa) does not. Shapes: emb (N, D), task (N,) → (N,).
+        """
+        sims = np.einsum("nd,nd->n", emb, self.task_centroids_[task])
+        rank = np.zeros(len(sims))
+        for t in np.unique(task):
+            rows = task == t
+            rank[rows] = np.interp(sims[rows], self.task_member_sims_[t], MEMBER_QUANTILES)
+        return np.clip(rank / FULL_TRUST_RANK, 0.0, 1.0)
 
     def predict_outcomes(
         self,

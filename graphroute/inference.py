@@ -72,12 +72,12 @@ class InferenceCache:
         neighbors: Tensor,
         similarity: Tensor,
         base_cost_z: Tensor,
-        unseen_task: Tensor | None = None,
+        overall_weight: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Effect logits and standardised log cost of every LLM for new queries.
 
-        Shapes: query_x (N, F); task, user (N,); neighbors, similarity (N, k); base_cost_z (N, L); unseen_task
-        (N,) bool, see ``PairEvidence.gather`` → (N, L) twice.
+        Shapes: query_x (N, F); task, user (N,); neighbors, similarity (N, k); base_cost_z (N, L); overall_weight
+        (N,), see ``PairEvidence.gather`` → (N, L) twice.
         """
         model, n = self.model, query_x.size(0)
         h_new = torch.relu(model.inputs[s.QUERY_NODE](query_x))
@@ -106,7 +106,7 @@ class InferenceCache:
             task[row],
             llm,
             pair_user,
-            unseen_task,
+            overall_weight,
         )
         z = {s.QUERY_NODE: h_new, s.LLM_NODE: final[s.LLM_NODE], s.USER_NODE: final[s.USER_NODE]}
         logit, cost = model.decode(z, pair, row, llm, pair_user, base_cost_z.reshape(-1))

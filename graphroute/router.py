@@ -174,9 +174,6 @@ class Router(OnboardingMixin, BaseRouter):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
             idx, sim = nearest_neighbors(part.emb, self.ref_emb_, self.config.graph.k_neighbors)
             task, inferred = self.task_lookup(part.tasks, part.emb)
-            unseen = None  # 'nearest': an unseen or missing task borrows its nearest known task's evidence
-            if self.config.graph.unseen_task == "overall":  # only a named unseen task; a missing one still borrows
-                unseen = torch.as_tensor(inferred & np.array([t is not None for t in part.tasks], dtype=bool))
             logit, cost_z = cache.predict(
                 torch.as_tensor(query_features(part.emb, part.tokens)),
                 torch.as_tensor(task),
@@ -184,7 +181,7 @@ class Router(OnboardingMixin, BaseRouter):
                 torch.as_tensor(idx),
                 torch.as_tensor(sim),
                 torch.as_tensor(self._cost_z(part.base_cost), dtype=torch.float32),
-                unseen,
+                self._overall_weight(part, task, inferred),
             )
             effects.append(torch.sigmoid(logit).numpy())
             costs.append(np.exp(cost_z.numpy() * sd + mu))
@@ -192,6 +189,19 @@ class Router(OnboardingMixin, BaseRouter):
         for name, borrowed in self.probe_maps_.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, self.llm_names_, self.llm_names_.index(name))
         return effect, np.concatenate(costs).astype(float)
+
+    def _overall_weight(self, batch: QueryBatch, task: np.ndarray, inferred: np.ndarray) -> torch.Tensor | None:
+        """Share of each LLM's overall mean in the task evidence of each query (``GraphConfig.unseen_task``).
+
+        Only a task that is named but unknown gets any: a request without a task is most likely of a known
+        task and keeps the table of the one nearest to it.
+        """
+        mode = self.config.graph.unseen_task
+        unseen = inferred & np.array([t is not None for t in batch.tasks], dtype=bool)
+        if mode == "nearest" or not unseen.any():
+            return None
+        trust = self.task_trust(batch.emb, task) if mode == "gated" else np.zeros(len(task))
+        return torch.as_tensor(np.where(unseen, 1.0 - trust, 0.0), dtype=torch.float32)
 
     def _inference_cache(self) -> InferenceCache:
         """Reference-graph states for the current graph and weights (rebuilt when either changes)."""

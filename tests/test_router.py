@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from graphroute import Router, RouterConfig
+from graphroute.base import MEMBER_QUANTILES
 from graphroute.errors import CorruptRouterError, DataValidationError, NotFittedError, UnknownLLMError
 
 QUERIES = [
@@ -36,22 +37,42 @@ def test_missing_and_unseen_tasks_are_inferred_from_the_query(fitted_router: Rou
 
 
 def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypatch: pytest.MonkeyPatch) -> None:
-    """'overall': a task named but never seen gets each LLM's overall mean as its task evidence, while a missing
-    task keeps the table of its nearest known task; 'nearest' (default): both borrow that table."""
+    """'nearest' borrows the nearest known task's table for a task named but never seen; 'overall' gives it each
+    LLM's overall mean; 'gated' (default) mixes the two by the query's trust. A missing task always borrows."""
     from graphroute.nn.pairs import LLM_MEAN, TASK_MEAN
 
     r, seen = fitted_router, []
     decode = r.model_.decode
     monkeypatch.setattr(r.model_, "decode", lambda z, pair, *a: seen.append(pair) or decode(z, pair, *a))
-    r.predict_outcomes(QUERIES[:1], tasks=["a-task-never-seen"])
-    overall = r.config.model_copy(update={"graph": r.config.graph.model_copy(update={"unseen_task": "overall"})})
-    monkeypatch.setattr(r, "config", overall)
-    r.predict_outcomes(QUERIES[:1], tasks=["a-task-never-seen"])
-    r.predict_outcomes(QUERIES[:1], tasks=[None])
-    nearest, unseen, missing = seen
-    torch.testing.assert_close(unseen[:, TASK_MEAN], unseen[:, LLM_MEAN])
-    torch.testing.assert_close(missing, nearest)
+    for mode in ("nearest", "overall", "gated"):
+        graph = r.config.graph.model_copy(update={"unseen_task": mode})
+        monkeypatch.setattr(r, "config", r.config.model_copy(update={"graph": graph}))
+        r.predict_outcomes(QUERIES[:1], tasks=["a-task-never-seen"])
+        r.predict_outcomes(QUERIES[:1], tasks=[None])
+    nearest, missing, overall, *missing_too, gated, _ = seen
+    for m in (missing, *missing_too, _):
+        torch.testing.assert_close(m, nearest)
+    torch.testing.assert_close(overall[:, TASK_MEAN], overall[:, LLM_MEAN])
     assert not torch.allclose(nearest[:, TASK_MEAN], nearest[:, LLM_MEAN])
+    emb = r.prepare(QUERIES[:1]).emb
+    trust = float(r.task_trust(emb, r.task_index([None], emb))[0])
+    expected = trust * nearest[:, TASK_MEAN] + (1 - trust) * overall[:, LLM_MEAN]
+    torch.testing.assert_close(gated[:, TASK_MEAN], expected)
+
+
+def test_task_trust_places_a_query_among_the_task_members(fitted_router: Router) -> None:
+    """Full trust from the median member's similarity up, none at or below the least typical member."""
+    r = fitted_router
+    centre = r.task_centroids_[0]
+    other = np.linalg.svd(centre[None, :])[2][1]  # a unit vector orthogonal to the centroid
+    quantile = dict(zip(np.round(MEMBER_QUANTILES, 2), r.task_member_sims_[0], strict=True))
+
+    def at(similarity: float) -> np.ndarray:
+        return similarity * centre + np.sqrt(1 - similarity**2) * other
+
+    emb = np.stack([centre, at(quantile[0.75]), at(quantile[0.25]), at(quantile[0.0]), -centre])
+    trust = r.task_trust(emb.astype(np.float32), np.zeros(len(emb), dtype=np.int64))
+    np.testing.assert_allclose(trust, [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-4)
 
 
 def test_not_fitted() -> None:

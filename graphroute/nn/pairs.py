@@ -152,15 +152,16 @@ class PairEvidence(nn.Module):
         task: Tensor,
         llm: Tensor,
         user: Tensor,
-        unseen_task: Tensor | None = None,
+        overall_weight: Tensor | None = None,
     ) -> Tensor:
         """Evidence of the pairs (row, llm, user) from neighbour edges src (reference query) → dst (row).
 
         Shapes: src, dst, sim (S,); row, task, llm, user (P,) → (P, PAIR_DIM); dst and row index [0, n_rows).
         ``query_task`` gives the task of reference queries; ``task`` that of each pair's row. The neighbour
         sums of the three weightings are one stacked scatter: a served request pays for every operation here.
-        ``unseen_task`` (n_rows,) marks rows whose task is a name the router never saw (``task`` then holds the
-        nearest known task, which still sends its node's messages).
+        ``overall_weight`` (n_rows,) in [0, 1] is the share of each LLM's overall mean in a row's task evidence,
+        the rest being its task's table: above 0 only for rows whose task is a name the router never saw
+        (``task`` then holds the nearest known task, which still sends its node's messages).
         """
         fallback = tab["llm_mean"][llm]
         weight = torch.exp((sim - 1.0) / self.log_temperature.exp())
@@ -176,10 +177,11 @@ class PairEvidence(nn.Module):
         # plain mean swings to 0 or 1 and, as a logit, outweighs everything else
         known_task = row_task.clamp(min=0)  # rows outside ``row`` are never read
         task_means = self._shrunk(tab["t_sum"][known_task], tab["t_cnt"][known_task], tab["llm_mean"])  # (n_rows, L)
-        if unseen_task is not None:
-            # a task named but never seen gets each LLM's overall mean, not the table of the known task it is
-            # nearest to (``GraphConfig.unseen_task``: which is better depends on how alike the tasks are)
-            task_means = torch.where(unseen_task[:, None], tab["llm_mean"][None, :], task_means)
+        if overall_weight is not None:
+            # a task named but never seen leans on the table of the known task it was matched to only as far as
+            # it resembles that task; the rest is each LLM's overall mean (``GraphConfig.unseen_task``)
+            w = overall_weight[:, None]
+            task_means = w * tab["llm_mean"][None, :] + (1.0 - w) * task_means
         means = self._shrunk(spread[:, 0], spread[:, 1], task_means[:, None, :])  # (n_rows, 3, L)
         # the neighbours' level over all LLMs (how hard queries like this are) lowers the loss but cannot rank
         # LLMs; given apart, it leaves the per-LLM means' weights to what tells the LLMs apart
