@@ -122,6 +122,10 @@ def test_save_load_identical_predictions(fitted_router: Router, tmp_path: Path) 
     for f in ("config.json", "model.safetensors", "graph.pt", "vocab.json", "scalers.json"):
         assert (tmp_path / "run" / f).is_file()
     np.testing.assert_array_equal(fitted_router.predict_utility(QUERIES, 0.5), loaded.predict_utility(QUERIES, 0.5))
+    unseen = ["a-task-never-seen"] * len(QUERIES)  # gated task evidence reads the saved member similarities
+    np.testing.assert_array_equal(
+        fitted_router.predict_utility(QUERIES, 0.5, tasks=unseen), loaded.predict_utility(QUERIES, 0.5, tasks=unseen)
+    )
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     assert set(meta["versions"]) == {"graphroute", "torch", "torch_geometric"}
     torch.load(tmp_path / "run" / "graph.pt", weights_only=True)  # plain tensors, no pickled objects
