@@ -17,6 +17,8 @@ from graphroute.base import LogTables, QueryBatch
 from graphroute.config import RouterConfig
 from graphroute.costs import CostScaler, catalog_costs
 from graphroute.errors import CorruptRouterError
+from graphroute.events import EventCursor
+from graphroute.graph.builder import similarity_lists
 from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.users import UserPreference
@@ -52,6 +54,7 @@ def _versions() -> dict[str, str]:
 def save_router(router: Router, path: Path) -> None:
     from safetensors.torch import save_file
 
+    router.fold()  # feedback not yet in the graph is saved with it
     path.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT_VERSION,
@@ -69,6 +72,7 @@ def save_router(router: Router, path: Path) -> None:
         "users": router.user_ids_,
         "enabled": router.enabled_.tolist(),
         "probe_maps": {name: m.to_dict() for name, m in router.probe_maps_.items()},
+        "events": router.events_cursor_.to_dict() if router.events_cursor_ else None,
     }
     (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
     scalers = {"cost": router.cost_scaler_.to_dict(), "log_cost": list(router.log_cost_stats_)}
@@ -128,6 +132,7 @@ def _load(cls: type[R], path: Path) -> R:
     router.task_names_, router.user_ids_ = vocab["tasks"], vocab["users"]
     router.enabled_ = np.array(vocab["enabled"], dtype=bool)
     router.probe_maps_ = {name: ProbeMap.from_dict(m) for name, m in vocab.get("probe_maps", {}).items()}
+    router.events_cursor_ = EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None
     scalers = json.loads((path / "scalers.json").read_text())
     router.cost_scaler_ = CostScaler.from_dict(scalers["cost"])
     router.log_cost_stats_ = (float(scalers["log_cost"][0]), float(scalers["log_cost"][1]))
@@ -148,6 +153,10 @@ def _load(cls: type[R], path: Path) -> R:
     raw = json.loads((path / "users.json").read_text())
     router.user_prefs_ = {u: UserPreference.from_dict(p) for u, p in raw.items()}
     router.graph_ = HeteroData.from_dict(torch.load(path / "graph.pt", weights_only=True))
+    router.clear_pending()
+    lists = similarity_lists(router.graph_)
+    if lists is not None:  # the saved lists, not a new search: queries appended since fit keep theirs
+        router._knn_cache = lists
     shape = router.model_shape_ = meta["model_shape"]
     router.model_ = RouterGNN(
         shape["in_channels"], {tuple(k.split("|")): v for k, v in shape["edge_dims"].items()}, **shape["kwargs"]

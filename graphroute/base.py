@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
@@ -183,8 +183,9 @@ class BaseRouter:
             [np.quantile(own[rows == i], MEMBER_QUANTILES) for i in range(len(self.task_names_))]
         ).astype(np.float32)
 
-    def tables(self, frame: pd.DataFrame) -> LogTables:
-        """Query rows and outcome rows of a validated, cost-filled log."""
+    def tables(self, frame: pd.DataFrame, embedded: Mapping[str, np.ndarray] | None = None) -> LogTables:
+        """Query rows and outcome rows of a validated, cost-filled log; texts in ``embedded`` are not embedded
+        again."""
         first = frame.drop_duplicates(s.QUERY_ID)
         ids = first[s.QUERY_ID].tolist()
         texts = first[s.QUERY].tolist()
@@ -193,7 +194,7 @@ class BaseRouter:
             texts=texts,
             tasks=first[s.TASK].tolist(),
             user_ids=first[s.USER_ID].tolist(),
-            emb=self.encoder_.encode(texts, show_progress=len(texts) > 256),
+            emb=self._embed(texts, embedded or {}),
             tokens=tokens,
             base_cost=catalog_costs(tokens, self.llms_),
         )
@@ -201,6 +202,16 @@ class BaseRouter:
         llm_index = {n: i for i, n in enumerate(self.llm_names_)}
         outcomes = frame.assign(q=frame[s.QUERY_ID].map(position), l=frame[s.LLM].map(llm_index))
         return LogTables(batch, ids, outcomes.reset_index(drop=True))
+
+    def _embed(self, texts: list[str], embedded: Mapping[str, np.ndarray]) -> np.ndarray:
+        todo = [t for t in texts if t not in embedded]
+        if len(todo) == len(texts):
+            return self.encoder_.encode(texts, show_progress=len(texts) > 256)
+        fresh = dict(zip(todo, self.encoder_.encode(todo, show_progress=len(todo) > 256), strict=True))
+        out = np.empty((len(texts), self.encoder_.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = embedded[text] if text in embedded else fresh[text]
+        return out
 
     def _fit(self, train: LogTables, val: LogTables) -> None:
         raise NotImplementedError

@@ -60,8 +60,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from graphroute.data.io import read_catalog, read_interactions
 
     llms = read_catalog(args.llms)
-    logs = read_interactions(args.logs, llms)
-    router = Router(_config(args)).fit(logs, llms)
+    router = Router(_config(args))
+    if args.feedback:
+        from graphroute.data.store import open_store
+        from graphroute.replay import fit_with_store
+
+        logs = read_interactions(args.logs, None)  # the store may onboard LLMs the catalog file lacks
+        report = fit_with_store(router, logs, llms, open_store(args.feedback))
+        print(f"served changes from {args.feedback.split('@')[-1]}: {report.summary()}")
+        for reason in report.reasons[:10]:
+            print(f"  skipped {reason}")
+    else:
+        logs = read_interactions(args.logs, llms)
+        router.fit(logs, llms)
     team = distributed.current()  # under torchrun, every rank trains and rank 0 saves
     if team.is_main:
         router.save(args.out)
@@ -252,7 +263,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     missing = [f for f in FILES if not (Path(args.run_dir) / f).is_file()]
     if missing:
         raise CorruptRouterError(f"{args.run_dir}: not a saved router (missing {', '.join(missing)})")
-    uvicorn.run(create_app(ServeSettings(router_dir=args.run_dir)), host=args.host, port=args.port, log_level="info")
+    settings = ServeSettings(router_dir=args.run_dir, **({"store_url": args.store} if args.store else {}))
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -269,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_log_source(p)
     p.add_argument("--out", type=Path, required=True, help="Folder to save the router to.")
+    p.add_argument(
+        "--feedback",
+        metavar="STORE_URL",
+        help="Also train on what a served router learned: the feedback, onboarded LLMs (with their probes) and "
+        "enable states in this event store (sqlite:///… or postgresql://…). The router remembers the store's "
+        "last event, so serving it replays only newer ones.",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -316,12 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="Serve a saved router over HTTP (FastAPI; OpenAPI at /docs).",
         description="Environment: GRAPHROUTE_API_KEY (write endpoints), GRAPHROUTE_READ_API_KEY "
-        "(optional, read endpoints), GRAPHROUTE_STORE_URL (postgresql://… or sqlite:///…; default "
-        "RUN_DIR/feedback.sqlite).",
+        "(optional, read endpoints), GRAPHROUTE_STORE_URL (the event store, as --store). Every change made "
+        "while serving (feedback, onboarded LLMs, disabled LLMs) is an event in the store; start-up and "
+        "reload replay the events the router does not include yet.",
     )
     p.add_argument("run_dir", type=Path, help="Folder written by `graphroute train`.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
+    p.add_argument("--port", type=int, default=8000, help="Port to listen on (default 8000).")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="Event store: postgresql://… (replicas share one), sqlite:///… or a file path; default "
+        "graphroute-events.sqlite beside RUN_DIR (in its parent folder), so a retrain into a new folder keeps it.",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +21,7 @@ from graphroute.config import EncoderConfig
 
 logger = logging.getLogger(__name__)
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+CLIP_CHARS_PER_TOKEN = 16  # characters of a long text tokenized per token the model keeps (see _tokenized)
 
 
 @runtime_checkable
@@ -117,7 +119,8 @@ class SentenceTransformerEncoder:
         self.name = "all-MiniLM-L6-v2"
         self.dim = 384
         self.batch_size = batch_size
-        self.cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+        self.cache_dir = cache_dir
+        self._cache: EmbeddingCache | None = None
         self._model: Any = None
         self._direct_checked: bool | None = None
         self._packed: Any = None
@@ -165,13 +168,35 @@ class SentenceTransformerEncoder:
         model = self._model
         if self._packed is None:
             self._packed = PackedBert(model[0].auto_model)
-        features = model.tokenizer(
-            texts, padding=True, truncation=True, max_length=model.max_seq_length, return_tensors="pt"
-        )
+        features = self._tokenized(texts)
         pooled = self._packed.mean_pooled(
             features["input_ids"], features["attention_mask"], features.get("token_type_ids")
         )
         return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+    def _tokenized(self, texts: list[str]) -> Any:
+        """The model's truncated input ids for ``texts``, tokenizing only a prefix of long texts.
+
+        A tokenizer reads the whole text before truncating (an 880 KB prompt took 1.5 s), though only the first
+        ``max_seq_length`` tokens are kept. Each long text is cut at a space after ``CLIP_CHARS_PER_TOKEN``
+        characters per kept token: the tokens before a space do not depend on what follows it, so when the cut
+        text still fills the model's length the result is exactly the full text's; a row that does not (text
+        with few spaces or very long words) is tokenized again whole.
+        """
+        model = self._model
+        length = model.max_seq_length
+
+        def run(batch: list[str]) -> Any:
+            return model.tokenizer(batch, padding=True, truncation=True, max_length=length, return_tensors="pt")
+
+        limit = CLIP_CHARS_PER_TOKEN * length
+        clipped = [t if len(t) <= limit else t[: max(t.rfind(" ", 0, limit), 0)] or t for t in texts]
+        features = run(clipped)
+        full = features["attention_mask"].sum(dim=1) >= length
+        short = {i for i, (a, b) in enumerate(zip(texts, clipped, strict=True)) if a is not b and not full[i]}
+        if short:
+            features = run([texts[i] if i in short else c for i, c in enumerate(clipped)])
+        return features
 
     def _direct_ok(self) -> bool:
         """Whether the direct path gives the library's vectors for this model (checked once on a few texts);
@@ -187,6 +212,13 @@ class SentenceTransformerEncoder:
             if not self._direct_checked:
                 logger.info("%s: direct embedding path disagrees; using SentenceTransformer.encode", self.name)
         return self._direct_checked
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        """The on-disk cache, opened at first use (a router loaded only to serve never touches the folder)."""
+        if self._cache is None and self.cache_dir is not None:
+            self._cache = EmbeddingCache(self.cache_dir)
+        return self._cache
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         if self.cache is None:
@@ -206,6 +238,36 @@ class SentenceTransformerEncoder:
         tokenizer = self._load().tokenizer
         encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return np.array([len(ids) for ids in encoded], dtype=np.int64)
+
+
+class MemoryCache:
+    """A bounded least-recently-used map text → vector in front of an encoder, for serving: a query routed and
+    then reported in feedback is embedded once, and memory stays bounded however many distinct queries arrive
+    (the on-disk cache is for training; serving never writes to it). Used from one thread (the model thread)."""
+
+    def __init__(self, inner: TextEncoder, max_items: int) -> None:
+        self.inner, self.max_items = inner, max_items
+        self.name, self.dim = inner.name, inner.dim
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if todo:
+            for text, vector in zip(todo, self.inner.encode(todo, show_progress), strict=True):
+                self._vectors[text] = vector
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = self._vectors[text]
+            self._vectors.move_to_end(text)
+        while len(self._vectors) > self.max_items:
+            self._vectors.popitem(last=False)
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.count_tokens(texts)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
 
 
 def make_encoder(config: EncoderConfig) -> TextEncoder:

@@ -15,6 +15,7 @@ from graphroute import schema as s
 from graphroute.base import BaseRouter, LogTables, QueryBatch
 from graphroute.config import RouterConfig
 from graphroute.encoders import TextEncoder
+from graphroute.events import EventCursor
 from graphroute.features import llm_features, query_features, task_features, user_features
 from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph
 from graphroute.graph.knn import nearest_neighbors
@@ -25,6 +26,7 @@ from graphroute.training import Labels, TrainResult, fit_model
 
 logger = logging.getLogger(__name__)
 PREDICT_CHUNK = 1024
+COST_Z_LIMIT = 12.0  # standardised log costs beyond this are clipped (features and predictions)
 
 EDGE_DIMS = {
     s.BELONGS_TO: 0,
@@ -80,6 +82,8 @@ class Router(OnboardingMixin, BaseRouter):
             self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
             self.graph_ = self._graph(self.tables_, self._neighbors())
             self.user_prefs_, self.probe_maps_ = {}, {}
+            self.clear_pending()
+            self.events_cursor_: EventCursor | None = None
             self._fit_preferences(self.user_ids_)
 
     def _train(self, graph: object, val_graph: object, train: LogTables, val: LogTables, new: torch.Tensor) -> None:
@@ -109,8 +113,11 @@ class Router(OnboardingMixin, BaseRouter):
         return self.tables_.queries.emb
 
     def _cost_z(self, cost: np.ndarray) -> np.ndarray:
+        """Standardised log cost, clipped: a log whose costs are all alike has a tiny spread, and one odd price
+        must not become a feature a thousand deviations wide."""
         mu, sd = self.log_cost_stats_
-        return (np.log(np.maximum(np.asarray(cost, dtype=float), 1e-12)) - mu) / sd
+        z = (np.log(np.maximum(np.asarray(cost, dtype=float), 1e-12)) - mu) / sd
+        return np.clip(z, -COST_Z_LIMIT, COST_Z_LIMIT)
 
     def _user_index(self, user_ids: Sequence[str]) -> np.ndarray:
         index = {u: i for i, u in enumerate(self.user_ids_)}
@@ -184,7 +191,7 @@ class Router(OnboardingMixin, BaseRouter):
                 self._overall_weight(part, task, inferred),
             )
             effects.append(torch.sigmoid(logit).numpy())
-            costs.append(np.exp(cost_z.numpy() * sd + mu))
+            costs.append(np.exp(np.clip(cost_z.numpy(), -2 * COST_Z_LIMIT, 2 * COST_Z_LIMIT) * sd + mu))
         effect = np.concatenate(effects).astype(float)
         for name, borrowed in self.probe_maps_.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, self.llm_names_, self.llm_names_.index(name))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# --- interaction-log columns (GUIDE §3) ---
+# --- interaction-log columns (docs/log-format.md) ---
 QUERY = "query"
 LLM = "llm"
 EFFECT = "effect"
@@ -20,12 +20,22 @@ CHOSEN = "chosen"
 QUERY_ID = "query_id"
 TIMESTAMP = "timestamp"
 LATENCY_MS = "latency_ms"
+FEEDBACK_ID = "feedback_id"  # optional client id of a feedback row (a retry with the same id is stored once)
 
 REQUIRED_COLUMNS = (QUERY, LLM)
 OPTIONAL_COLUMNS = (EFFECT, COST, TOKENS_IN, TOKENS_OUT, USER_ID, TASK, CHOSEN, QUERY_ID, TIMESTAMP, LATENCY_MS)
 ANONYMOUS_USER = "anonymous"
 DEFAULT_TASK = "general"
-DEFAULT_OUTPUT_TOKENS = 256  # GUIDE §3: cost estimate when a log has no output token counts
+DEFAULT_OUTPUT_TOKENS = 256  # cost estimate when a log has no output token counts
+
+# --- limits on numbers that enter the model: generous for any real deployment, small enough that every
+# derived quantity (log cost, its z-score, catalog cost estimates) stays finite ---
+MAX_PRICE = 1e6  # USD per 1M tokens
+MAX_COST = 1e6  # USD per call
+MAX_TOKENS = 1e9
+MAX_SIZE = 1e6  # billions of parameters
+MAX_LATENCY_MS = 1e9
+MAX_TEXT_CHARS = 20_000  # a query or chat message over HTTP
 
 
 def not_blank(value: str) -> str:
@@ -63,16 +73,16 @@ class LLMProfile(BaseModel):
         'small'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, description="Unique LLM name, as used in the log's `llm` column.")
     description: str = Field(min_length=1, description="Free text: what the LLM is good at.")
-    input_price: float = Field(ge=0, le=1e6, description="USD per 1M input tokens.")
-    output_price: float = Field(ge=0, le=1e6, description="USD per 1M output tokens.")
+    input_price: float = Field(ge=0, le=MAX_PRICE, description="USD per 1M input tokens.")
+    output_price: float = Field(ge=0, le=MAX_PRICE, description="USD per 1M output tokens.")
     family: str | None = Field(default=None, description="Model family, e.g. 'llama'.")
-    size: float | None = Field(default=None, ge=0, description="Parameter count in billions.")
-    context_length: int | None = Field(default=None, gt=0, description="Context window in tokens.")
-    latency_ms: float | None = Field(default=None, ge=0, description="Typical latency in milliseconds.")
+    size: float | None = Field(default=None, ge=0, le=MAX_SIZE, description="Parameter count in billions.")
+    context_length: int | None = Field(default=None, gt=0, le=int(MAX_TOKENS), description="Context window in tokens.")
+    latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, description="Typical latency in ms.")
     base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", description="OpenAI-compatible endpoint.")
 
     @field_validator("name", "description")
@@ -95,3 +105,37 @@ class Recommendation:
     normalized_cost: float
     utility: float
     rank: int
+
+
+class Interaction(BaseModel):
+    """One observed outcome as it arrives while serving (feedback) or is replayed from the store: the log's columns
+    with every number finite and bounded, so no row can make a prediction NaN.
+
+    Example:
+        >>> Interaction(user_id="u1", query="2+2?", llm="small", effect=1.0).effect
+        1.0
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    user_id: NonBlankStr = Field(min_length=1, max_length=256, description="Who asked.")
+    query: NonBlankStr = Field(min_length=1, description="The prompt.")
+    llm: NonBlankStr = Field(min_length=1, max_length=256, description="The LLM that answered (a catalog name).")
+    effect: float | None = Field(default=None, ge=0, le=1, description="Quality in [0, 1]; absent if only chosen.")
+    chosen: bool | None = Field(default=None, description="Whether the user preferred this answer.")
+    cost: float | None = Field(default=None, ge=0, le=MAX_COST, description="USD; absent: catalog estimate.")
+    task: str | None = Field(default=None, max_length=256, description="Task label; absent: inferred.")
+    tokens_in: float | None = Field(default=None, ge=0, le=MAX_TOKENS, description="Input tokens of the call.")
+    tokens_out: float | None = Field(default=None, ge=0, le=MAX_TOKENS, description="Output tokens of the call.")
+    feedback_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Client-chosen id of this row: a retried request with the same id is stored once.",
+    )
+
+    @model_validator(mode="after")
+    def _rated_or_chosen(self) -> Interaction:
+        if self.effect is None and self.chosen is None:
+            raise ValueError("effect or chosen is required")
+        return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
 from graphroute.errors import DataValidationError, GraphRouteError, NotFittedError, UnknownLLMError
-from serving.runtime import Batcher, Metrics, ModelThread, Served
+from serving.runtime import Batcher, Budget, EventFollower, Metrics, ModelThread, Overloaded, Served
 from serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -27,22 +28,37 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model = ModelThread()
-        app.state.served = served or await app.state.model.run(Served.load, settings.router_dir)
-        app.state.store = open_store(settings.store_location())
-        app.state.http = httpx.AsyncClient(timeout=settings.proxy_timeout_s)
-        app.state.batcher = Batcher(
-            lambda: app.state.served,
-            app.state.model,
+        state = app.state
+        state.model = ModelThread()
+        state.store = await asyncio.to_thread(open_store, settings.store_location())
+        logger.info("event store: %s", state.store.location)
+        start = served or await state.model.run(Served.load, settings.router_dir, settings.embedding_cache_items)
+        state.follower = EventFollower(
+            lambda: state.served, state.store, state.model, settings.poll_interval_s, settings.fold_interval_s
+        )
+        report = await state.follower.replay(start)
+        logger.info("store events: %s", report.summary())
+        state.served = start
+        state.http = httpx.AsyncClient(timeout=settings.proxy_timeout_s)
+        budget = Budget(
+            step_tokens=settings.step_tokens, bulk_step_tokens=settings.bulk_step_tokens, max_queue=settings.max_queue
+        )
+        state.batcher = Batcher(
+            lambda: state.served,
+            state.model,
             settings.batch_window_ms / 1000,
             load_window_s=settings.load_window_ms / 1000,
+            budget=budget,
         )
-        app.state.batcher.start()
-        logger.info("serving %s", app.state.served.version)
+        state.batcher.start()
+        state.follower.start()
+        logger.info("serving %s", state.served.version)
         yield
-        await app.state.batcher.stop()
-        await app.state.http.aclose()
-        app.state.model.shutdown()
+        await state.follower.stop()
+        await state.batcher.stop()
+        await state.http.aclose()
+        state.model.shutdown()
+        state.store.close()
 
     app = FastAPI(
         title="GraphRoute",
@@ -115,6 +131,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def library_error(request: Request, exc: GraphRouteError) -> JSONResponse:
         code = next((c for t, c in status.items() if isinstance(exc, t)), 400)
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse({"detail": f"overloaded: {exc}"}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:

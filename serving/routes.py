@@ -1,4 +1,9 @@
-"""The versioned JSON API: each route validates its body, makes one library call, and shapes the answer."""
+"""The versioned JSON API: each route validates its body, makes one library call, and shapes the answer.
+
+Changes (feedback, onboarding, enable/disable) are first committed to the event store, then applied through the
+event follower, so a change is acknowledged only once it is durable, and a restart, a reload or another replica
+sees exactly what this one acknowledged.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,18 @@ import asyncio
 import logging
 from pathlib import Path
 
-import pandas as pd
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from graphroute import Router
 from graphroute.base import RouteRequest as LibRequest
-from graphroute.data.io import validate_interactions
+from graphroute.errors import DataValidationError, UnknownLLMError
+from graphroute.events import LLMAdded, LLMEnabled
 from graphroute.schema import LLMProfile, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
-from serving.runtime import Served
+from serving.runtime import Overloaded, Served
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -32,60 +38,53 @@ def _response(recs: list[Recommendation], version: str, request: Request) -> sc.
     return sc.RouteResponse(model_version=version, llm=recs[0].llm, ranking=ranking)
 
 
-def _check_request(served: Served, body: sc.RouteRequest) -> None:
-    """Fail fast (4xx) on what the batch would reject, so one bad request never costs the others."""
-    served.router.allowed_mask(body.candidates)
-
-
 @router.post("/v1/route", response_model=sc.RouteResponse, dependencies=[ReadKey], tags=["routing"])
-async def route(body: sc.RouteRequest, request: Request, served: ServedDep) -> sc.RouteResponse:
+async def route(body: sc.RouteRequest, request: Request) -> sc.RouteResponse:
     """Ranked LLMs for one query and user, with predicted effect, cost and utility."""
-    _check_request(served, body)
     recs, version = await request.app.state.batcher.submit(_lib_request(body))
     return _response(recs, version, request)
 
 
 @router.post("/v1/route/batch", response_model=sc.BatchRouteResponse, dependencies=[ReadKey], tags=["routing"])
-async def route_batch(body: sc.BatchRouteRequest, request: Request, served: ServedDep) -> sc.BatchRouteResponse:
-    """Many requests in one call (one embedding batch)."""
-    for item in body.requests:
-        _check_request(served, item)
-    results = await request.app.state.model.run(served.recommend, [_lib_request(r) for r in body.requests])
-    return sc.BatchRouteResponse(
-        model_version=served.version, results=[_response(r, served.version, request) for r in results]
-    )
+async def route_batch(body: sc.BatchRouteRequest, request: Request) -> sc.BatchRouteResponse:
+    """Many requests in one call; routed in short steps with single requests between them."""
+    results = await request.app.state.batcher.submit_many([_lib_request(r) for r in body.requests])
+    version = results[0][1]
+    return sc.BatchRouteResponse(model_version=version, results=[_response(r, v, request) for r, v in results])
 
 
 @router.post("/v1/feedback", response_model=sc.FeedbackResponse, dependencies=[WriteKey], tags=["feedback"])
 async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep) -> sc.FeedbackResponse:
-    """Store interactions durably (2xx only after commit), then adapt their users at once."""
-    rows = [i.model_dump() for i in body.interactions]
-    frame = pd.DataFrame(rows)
-    for column in ("effect", "chosen"):
-        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    validate_interactions(frame, served.router.llms_, source="interactions")
-    await asyncio.to_thread(request.app.state.store.add, rows)
-    users = sorted(frame["user_id"].unique())
-    await request.app.state.model.run(_adapt, served, frame, users)
-    return sc.FeedbackResponse(stored=len(rows), users_adapted=users)
+    """Store interactions durably (2xx only after commit), then adapt their users at once. Rows with a
+    ``feedback_id`` already stored are not stored again, so a client may retry a request safely."""
+    names = set(served.router.llm_names_)
+    for i, row in enumerate(body.interactions):
+        if row.llm not in names:
+            raise DataValidationError(
+                f"interactions.{i}.llm: LLM not in the catalog (value {row.llm!r}; known: {sorted(names)})"
+            )
+    limit = request.app.state.settings.max_pending_rows
+    if len(served.router.pending_) + len(body.interactions) > limit:
+        raise Overloaded(f"{len(served.router.pending_)} feedback rows wait to be folded (limit {limit})")
+    rows = [row.model_dump(exclude_none=True) for row in body.interactions]
+    receipt = await asyncio.to_thread(request.app.state.store.append_feedback, rows)
+    if receipt.event_id is not None:
+        await request.app.state.follower.sync(receipt.event_id)
+    request.app.state.metrics.feedback.inc(len(receipt.stored))
+    users = sorted({r["user_id"] for r in receipt.stored})
+    return sc.FeedbackResponse(stored=len(receipt.stored), duplicates=receipt.duplicates, users_adapted=users)
 
 
-def _adapt(served: Served, frame: pd.DataFrame, users: list[str]) -> None:
-    with served.lock.write():
-        for user in users:
-            part = frame[frame["user_id"] == user].drop(columns=["user_id"]).dropna(axis=1, how="all")
-            served.router.update_user(user, part)
+def _public(router_: Router, name: str) -> sc.LLMPublic:
+    i = router_.llm_names_.index(name)
+    m = router_.llms_[i]
+    fields = m.model_dump(include={"name", "description", "input_price", "output_price", "base_url"})
+    return sc.LLMPublic(**fields, enabled=bool(router_.enabled_[i]))
 
 
 @router.get("/v1/llms", response_model=list[sc.LLMPublic], dependencies=[ReadKey], tags=["llms"])
 def list_llms(served: ServedDep) -> list[sc.LLMPublic]:
-    r = served.router
-    return [
-        sc.LLMPublic(
-            **m.model_dump(include={"name", "description", "input_price", "output_price", "base_url"}), enabled=bool(e)
-        )
-        for m, e in zip(r.llms_, r.enabled_, strict=True)
-    ]
+    return served.read(lambda r: [_public(r, name) for name in r.llm_names_])
 
 
 @router.post("/v1/llms", response_model=sc.LLMPublic, status_code=201, dependencies=[WriteKey], tags=["llms"])
@@ -93,41 +92,45 @@ async def add_llm(body: sc.LLMCreate, request: Request, served: ServedDep) -> sc
     """Onboard an LLM from its description and prices (and optional probe outcomes); routable at once."""
     profile = LLMProfile.model_validate(body.model_dump(exclude={"probes"}))
     probes = [p.model_dump() for p in body.probes] if body.probes else None
-
-    def add() -> None:
-        with served.lock.write():
-            served.router.add_llm(profile, probes=probes)
-
-    await request.app.state.model.run(add)
-    return sc.LLMPublic(
-        **profile.model_dump(include={"name", "description", "input_price", "output_price", "base_url"}), enabled=True
-    )
+    await request.app.state.model.run(served.read, lambda r: r.check_llm(profile, probes))
+    event = LLMAdded(profile.model_dump(exclude_none=True), None if probes is None else tuple(probes))
+    event_id = await asyncio.to_thread(request.app.state.store.append, event)
+    current = await request.app.state.follower.sync(event_id)
+    if event_id in current.failed:  # another request onboarded the same name first
+        raise DataValidationError(current.failed[event_id])
+    return current.read(lambda r: _public(r, profile.name))
 
 
 @router.post("/v1/llms/{name}/disable", response_model=sc.LLMPublic, dependencies=[WriteKey], tags=["llms"])
-def disable_llm(name: str, served: ServedDep, enabled: bool = False) -> sc.LLMPublic:
+async def disable_llm(name: str, request: Request, served: ServedDep, enabled: bool = False) -> sc.LLMPublic:
     """Stop routing to an LLM (``?enabled=true`` resumes it)."""
-    with served.lock.write():
-        served.router.disable_llm(name, disabled=not enabled)
-    return next(m for m in list_llms(served) if m.name == name)
+    if name not in served.router.llm_names_:
+        raise UnknownLLMError(f"llm: unknown LLM {name!r}; known: {served.router.llm_names_}")
+    event_id = await asyncio.to_thread(request.app.state.store.append, LLMEnabled(name, enabled))
+    current = await request.app.state.follower.sync(event_id)
+    return current.read(lambda r: _public(r, name))
 
 
 @router.get("/v1/users/{user_id}", response_model=sc.UserPublic, dependencies=[ReadKey], tags=["users"])
 def get_user(user_id: str, served: ServedDep) -> sc.UserPublic:
     """What the router knows of a user (a cold-start profile for an unknown id)."""
-    return sc.UserPublic(**served.router.user_profile(user_id))  # type: ignore[arg-type]
+    return sc.UserPublic(**served.read(lambda r: r.user_profile(user_id)))  # type: ignore[arg-type]
 
 
 @router.post("/v1/admin/reload", status_code=202, dependencies=[WriteKey], tags=["admin"])
 def reload(request: Request, background: BackgroundTasks) -> dict[str, str]:
-    """Load the router folder again in the background and swap it in; requests in flight finish on the old one."""
-    folder: Path = request.app.state.settings.router_dir
+    """Load the router folder again in the background, bring it up to the event store, and swap it in; requests
+    in flight finish on the old router."""
+    state = request.app.state
+    folder: Path = state.settings.router_dir
 
     async def swap() -> None:
         try:
-            # loaded on the model thread (between batches); one reference assignment: atomic for readers
-            request.app.state.served = await request.app.state.model.run(Served.load, folder)
-            logger.info("reloaded %s", request.app.state.served.version)
+            new = await state.model.run(Served.load, folder, state.settings.embedding_cache_items)
+            report = await state.follower.replay(new)
+            state.served = new  # one reference assignment: atomic for readers
+            await state.follower.sync()  # events stored while the new router was replaying
+            logger.info("reloaded %s; store: %s", new.version, report.summary())
         except Exception:
             logger.exception("reload of %s failed; still serving the previous router", folder)
 
@@ -145,9 +148,15 @@ def readyz(request: Request) -> sc.Health | JSONResponse:
     served = getattr(request.app.state, "served", None)
     if served is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return sc.Health(status="ready", model_version=served.version, llms=int(served.router.enabled_.sum()))
+    llms = served.read(lambda r: int(r.enabled_.sum()))
+    return sc.Health(status="ready", model_version=served.version, llms=llms)
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    state = request.app.state
+    served = getattr(state, "served", None)
+    if served is not None:
+        state.metrics.pending.set(len(served.router.pending_))
+        state.metrics.events.set(served.cursor)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,29 +1,44 @@
-"""What the app holds at run time: the served router (swapped atomically), its lock, the batcher, metrics."""
+"""What the app holds at run time: the served router (swapped atomically), its lock, the model thread, the route
+scheduler, the event follower that keeps the router in step with the store, and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import hashlib
+import logging
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from graphroute import Router
 from graphroute.base import RouteRequest
+from graphroute.data.store import EventStore
+from graphroute.encoders import MemoryCache, make_encoder
+from graphroute.errors import GraphRouteError
+from graphroute.events import Event, EventCursor
+from graphroute.replay import ReplayReport, apply_events
 from graphroute.schema import Recommendation
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+FAILURES_KEPT = 1_000  # failed events remembered for the requests that wrote them
+
+
+class Overloaded(Exception):
+    """More work queued than the server takes: answered 503 with Retry-After."""
 
 
 class RWLock:
-    """Many readers (routing) or one writer (feedback, onboarding) at a time."""
+    """Many readers (routing, reads of router state) or one writer (feedback, onboarding, folding) at a time."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -59,23 +74,71 @@ class RWLock:
 
 @dataclass
 class Served:
-    """One loaded router and its lock; a reload builds a new one and replaces the reference."""
+    """One loaded router, its lock, and how far it has followed the store; a reload builds a new one and
+    replaces the reference."""
 
     router: Router
     version: str
     lock: RWLock = field(default_factory=RWLock)
+    cursor: int = 0  # the last store event applied
+    failed: OrderedDict[int, str] = field(default_factory=OrderedDict)
+    last_fold: float = field(default_factory=time.monotonic)
 
-    def recommend(self, requests: list[RouteRequest]) -> list[list[Recommendation]]:
-        """Rankings for a batch of requests, under the read lock (writers wait)."""
+    def recommend(self, requests: Sequence[RouteRequest]) -> list[list[Recommendation] | Exception]:
+        """Rankings for a batch of requests, under the read lock; a request the router rejects (an unknown
+        candidate) gets its error in its place and costs the others nothing."""
         with self.lock.read():
-            return self.router.recommend_many(requests)
+            out: list[list[Recommendation] | Exception] = []
+            valid = []
+            for i, request in enumerate(requests):
+                try:
+                    self.router.allowed_mask(request.candidates)
+                    valid.append(i)
+                    out.append([])
+                except GraphRouteError as exc:
+                    out.append(exc)
+            for i, ranking in zip(valid, self.router.recommend_many([requests[i] for i in valid]), strict=True):
+                out[i] = ranking
+            return out
+
+    def read(self, fn: Callable[[Router], T]) -> T:
+        """``fn(router)`` under the read lock: endpoints that read router state never see it half-changed."""
+        with self.lock.read():
+            return fn(self.router)
+
+    def apply(self, events: Sequence[Event | tuple[int, str]]) -> ReplayReport:
+        """Apply store events (on the model thread) and advance the cursor; failed events are remembered."""
+        report = ReplayReport(last_event=self.cursor)
+        with self.lock.write():
+            apply_events(self.router, [e for e in events if _event_id(e) > self.cursor], report)
+        self.cursor = report.last_event
+        for event_id, reason in report.failed.items():
+            self.failed[event_id] = reason
+            while len(self.failed) > FAILURES_KEPT:
+                self.failed.popitem(last=False)
+        return report
+
+    def fold_step(self, max_new_queries: int) -> int:
+        """One bounded step of folding pending feedback into the graph; returns the rows still pending."""
+        with self.lock.write():
+            left = self.router.fold(max_new_queries)
+        if not left:
+            self.last_fold = time.monotonic()
+        return left
 
     @classmethod
-    def load(cls, folder: Path) -> Served:
+    def load(cls, folder: Path, cache_items: int = 20_000) -> Served:
+        """Load a router folder for serving: its encoder gets a bounded in-memory cache (never the on-disk one)."""
         router = Router.load(folder)
+        serving = router.config.encoder.model_copy(update={"cache_dir": None})
+        router.encoder_ = MemoryCache(make_encoder(serving), cache_items)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
         router.predict_outcomes(["warm-up"])  # build the inference cache before the first request
         return cls(router, f"{folder.name}:{digest}")
+
+
+def _event_id(event: Event | tuple[int, str]) -> int:
+    return event[0] if isinstance(event, tuple) else event.id
 
 
 class ModelThread:
@@ -116,67 +179,211 @@ class Metrics:
         self.chosen = Counter(
             "graphroute_chosen_llm_total", "Top-1 LLM of route answers", ["llm"], registry=self.registry
         )
+        self.feedback = Counter("graphroute_feedback_rows_total", "Feedback rows stored", registry=self.registry)
+        self.pending = Gauge("graphroute_pending_rows", "Feedback rows not yet in the graph", registry=self.registry)
+        self.events = Gauge("graphroute_store_cursor", "Last store event applied", registry=self.registry)
+
+
+def estimated_tokens(text: str) -> int:
+    """A cheap bound on a query's encoder work: about 4 characters a token, at most the model's 256 kept."""
+    return min(len(text) // 4 + 2, 258)
+
+
+@dataclass
+class _Job:
+    request: RouteRequest
+    cost: int
+    future: asyncio.Future[tuple[list[Recommendation], str]]
+
+
+@dataclass
+class Budget:
+    """How much work one model step may take: requests, and estimated tokens for interactive and bulk steps."""
+
+    max_batch: int = 64
+    step_tokens: int = 2_048
+    bulk_step_tokens: int = 512
+    max_queue: int = 512
 
 
 class Batcher:
-    """Route requests that arrive while a batch is being computed share the next batch: one embedding call and
-    one prediction for all of them. A lone request starts at once (no waiting window by default); under load
-    (the last batch held several requests) the next batch waits ``load_window_s`` for the clients that are
-    still sending, so batches stay large instead of alternating between two halves of the clients."""
+    """Route requests share model steps: one embedding call and one prediction per step.
+
+    Two queues: interactive requests (single routes, chat) and bulk ones (the items of a batch request). A step
+    takes interactive requests first, up to ``Budget.step_tokens`` of estimated encoder work; bulk items only
+    when no interactive request waits, and only ``Budget.bulk_step_tokens`` at a time, so a long batch is split
+    into short steps with single routes between them. A lone request starts at once (no waiting window by
+    default); under load (the last step held several requests) the next step waits ``load_window_s`` for the
+    clients still sending, so steps stay large. More than ``Budget.max_queue`` queued requests: ``Overloaded``.
+    """
 
     def __init__(
         self,
         served: Callable[[], Served],
         model: ModelThread,
         window_s: float = 0.0,
-        max_batch: int = 64,
         load_window_s: float = 0.0,
+        budget: Budget | None = None,
     ) -> None:
-        self._served, self._model, self._window, self._max = served, model, window_s, max_batch
+        self._served, self._model, self._window = served, model, window_s
         self._load_window, self._last_size = load_window_s, 0
-        self._queue: asyncio.Queue[tuple[RouteRequest, asyncio.Future[tuple[list[Recommendation], str]]]] | None = None
+        self.budget = budget or Budget()
+        self._interactive: deque[_Job] = deque()
+        self._bulk: deque[_Job] = deque()
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
+    @property
+    def queued(self) -> int:
+        return len(self._interactive) + len(self._bulk)
+
+    def _enqueue(self, requests: Sequence[RouteRequest], queue: deque[_Job]) -> list[_Job]:
+        assert self._wake is not None, "batcher not started"
+        if self.queued + len(requests) > self.budget.max_queue:
+            raise Overloaded(f"{self.queued} route requests queued (limit {self.budget.max_queue}); retry shortly")
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(r, estimated_tokens(r.query), loop.create_future()) for r in requests]
+        queue.extend(jobs)
+        self._wake.set()
+        return jobs
+
     async def submit(self, request: RouteRequest) -> tuple[list[Recommendation], str]:
-        assert self._queue is not None, "batcher not started"
-        future: asyncio.Future[tuple[list[Recommendation], str]] = asyncio.get_running_loop().create_future()
-        await self._queue.put((request, future))
-        return await future
+        """Route one interactive request."""
+        (job,) = self._enqueue([request], self._interactive)
+        return await job.future
+
+    async def submit_many(self, requests: Sequence[RouteRequest]) -> list[tuple[list[Recommendation], str]]:
+        """Route the items of a batch request as bulk work (admitted whole or not at all)."""
+        jobs = self._enqueue(requests, self._bulk)
+        return list(await asyncio.gather(*(job.future for job in jobs)))
+
+    def _take(self) -> list[_Job]:
+        queue, limit = (
+            (self._interactive, self.budget.step_tokens)
+            if self._interactive
+            else (
+                self._bulk,
+                self.budget.bulk_step_tokens,
+            )
+        )
+        jobs: list[_Job] = []
+        tokens = 0
+        while queue and len(jobs) < self.budget.max_batch and (not jobs or tokens + queue[0].cost <= limit):
+            job = queue.popleft()
+            tokens += job.cost
+            if not job.future.done():  # a client that went away
+                jobs.append(job)
+        return jobs
 
     async def _run(self) -> None:
-        assert self._queue is not None
+        assert self._wake is not None
         while True:
-            items = [await self._queue.get()]
+            await self._wake.wait()
+            if not self.queued:
+                self._wake.clear()
+                continue
             wait = max(self._window, self._load_window if self._last_size > 1 else 0.0)
-            if wait:
+            if wait and self._interactive:
                 await asyncio.sleep(wait)
-            while not self._queue.empty() and len(items) < self._max:
-                items.append(self._queue.get_nowait())
-            self._last_size = len(items)
+            jobs = self._take()
+            if not jobs:
+                continue
+            self._last_size = len(jobs)
             served = self._served()
             try:
-                results = await self._model.run(served.recommend, [r for r, _ in items])
-            except Exception:  # one bad request must not fail the others: retry them one by one
-                results = [await self._model.run(_recommend_or_error, served, r) for r, _ in items]
-            for (_, future), result in zip(items, results, strict=True):
-                if future.done():
+                results = await self._model.run(served.recommend, [job.request for job in jobs])
+            except Exception as exc:  # unexpected: fail this step's requests, keep serving
+                logger.exception("route step failed")
+                results = [exc] * len(jobs)
+            for job, result in zip(jobs, results, strict=True):
+                if job.future.done():
                     continue
                 if isinstance(result, Exception):
-                    future.set_exception(result)
+                    job.future.set_exception(result)
                 else:
-                    future.set_result((result, served.version))
+                    job.future.set_result((result, served.version))
 
 
-def _recommend_or_error(served: Served, request: RouteRequest) -> list[Recommendation] | Exception:
-    try:
-        return served.recommend([request])[0]
-    except Exception as exc:
-        return exc
+class EventFollower:
+    """Keeps the served router in step with the store.
+
+    Every change made while serving is first committed to the store as an event; the request that wrote it then
+    waits for ``sync`` to apply the store's new events in id order on the model thread, so this process's own
+    changes and other replicas' (found by polling every ``poll_s``) take one path and are never applied twice.
+    Pending feedback is folded into the graph every ``fold_s`` in bounded steps (``fold_queries`` new queries
+    embedded per step), so neither feedback nor routing waits for a graph rebuild.
+    """
+
+    def __init__(
+        self,
+        served: Callable[[], Served],
+        store: EventStore,
+        model: ModelThread,
+        poll_s: float = 0.5,
+        fold_s: float = 1.0,
+        fold_queries: int = 16,
+    ) -> None:
+        self._served, self.store, self._model = served, store, model
+        self.poll_s, self.fold_s, self.fold_queries = poll_s, fold_s, fold_queries
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def replay(self, served: Served) -> ReplayReport:
+        """Bring a freshly loaded router up to the store (start-up and reload), in bounded model steps."""
+        cursor = served.router.events_cursor_.after(self.store.store_id) if served.router.events_cursor_ else 0
+        served.cursor = cursor
+        total = ReplayReport(last_event=cursor)
+        while events := await asyncio.to_thread(self.store.events_after, served.cursor, 500):
+            report = await self._model.run(served.apply, events)
+            total.applied, total.rows, total.skipped = (
+                total.applied + report.applied,
+                total.rows + report.rows,
+                total.skipped + report.skipped,
+            )
+            total.reasons.extend(report.reasons)
+            total.last_event = served.cursor
+        await self.fold(served)
+        served.router.events_cursor_ = EventCursor(self.store.store_id, served.cursor)
+        return total
+
+    async def sync(self, upto: int | None = None) -> Served:
+        """Apply the store's events newer than the served router's cursor (at least up to ``upto``)."""
+        async with self._lock:
+            served = self._served()
+            if upto is None or served.cursor < upto:
+                events = await asyncio.to_thread(self.store.events_after, served.cursor)
+                if events:
+                    await self._model.run(served.apply, events)
+            return served
+
+    async def fold(self, served: Served) -> None:
+        """Fold all pending feedback, one bounded model step at a time."""
+        while await self._model.run(served.fold_step, self.fold_queries):
+            pass
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.poll_s, self.fold_s))
+            try:
+                served = await self.sync()
+                if served.router.pending_ and time.monotonic() - served.last_fold >= self.fold_s:
+                    await self.fold(served)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store may be briefly unreachable: try again next round
+                logger.exception("following the event store failed")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphroute.schema import NonBlankStr
+from graphroute import schema as s
+from graphroute.schema import Interaction, NonBlankStr
 
-MAX_QUERY_CHARS = 20_000
+MAX_QUERY_CHARS = s.MAX_TEXT_CHARS
 MAX_BATCH = 256
 MAX_FEEDBACK_ROWS = 1_000
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RouteRequest(_Body):
@@ -21,7 +22,7 @@ class RouteRequest(_Body):
     task: str | None = Field(default=None, max_length=256, description="Task label; absent → inferred.")
     candidates: list[str] | None = Field(default=None, min_length=1, max_length=256, description="Allowed LLMs.")
     alpha: float | None = Field(default=None, ge=0, le=1, description="Trade-off; absent → the user's own.")
-    max_cost: float | None = Field(default=None, ge=0, description="Budget in USD per call.")
+    max_cost: float | None = Field(default=None, ge=0, le=s.MAX_COST, description="Budget in USD per call.")
     k: int = Field(default=3, ge=1, le=64, description="How many ranked LLMs to return.")
 
 
@@ -49,22 +50,17 @@ class BatchRouteResponse(BaseModel):
     results: list[RouteResponse]
 
 
-class Interaction(_Body):
-    user_id: NonBlankStr = Field(min_length=1, max_length=256)
-    query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    llm: NonBlankStr = Field(min_length=1, max_length=256)
-    effect: float | None = Field(default=None, ge=0, le=1)
-    chosen: bool | None = None
-    cost: float | None = Field(default=None, ge=0)
-    task: str | None = Field(default=None, max_length=256)
+class FeedbackRow(Interaction):
+    query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt.")
 
 
 class FeedbackRequest(_Body):
-    interactions: list[Interaction] = Field(min_length=1, max_length=MAX_FEEDBACK_ROWS)
+    interactions: list[FeedbackRow] = Field(min_length=1, max_length=MAX_FEEDBACK_ROWS)
 
 
 class FeedbackResponse(BaseModel):
-    stored: int
+    stored: int = Field(description="Rows committed to the store by this request.")
+    duplicates: int = Field(default=0, description="Rows whose feedback_id was already stored (not stored again).")
     users_adapted: list[str]
 
 
@@ -76,12 +72,12 @@ class Probe(_Body):
 class LLMCreate(_Body):
     name: NonBlankStr = Field(min_length=1, max_length=256)
     description: NonBlankStr = Field(min_length=1, max_length=10_000)
-    input_price: float = Field(ge=0, le=1e6)
-    output_price: float = Field(ge=0, le=1e6)
-    family: str | None = None
-    size: float | None = Field(default=None, ge=0)
-    context_length: int | None = Field(default=None, gt=0)
-    latency_ms: float | None = Field(default=None, ge=0)
+    input_price: float = Field(ge=0, le=s.MAX_PRICE)
+    output_price: float = Field(ge=0, le=s.MAX_PRICE)
+    family: str | None = Field(default=None, max_length=256)
+    size: float | None = Field(default=None, ge=0, le=s.MAX_SIZE)
+    context_length: int | None = Field(default=None, gt=0, le=int(s.MAX_TOKENS))
+    latency_ms: float | None = Field(default=None, ge=0, le=s.MAX_LATENCY_MS)
     base_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
     probes: list[Probe] | None = Field(default=None, max_length=10_000)
 

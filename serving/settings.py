@@ -7,9 +7,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_STORE_NAME = "graphroute-events.sqlite"
+
 
 class ServeSettings(BaseSettings):
-    """Where the router lives, who may write, and the limits on requests."""
+    """Where the router and its event store live, who may write, and the limits on requests."""
 
     model_config = SettingsConfigDict(env_prefix="GRAPHROUTE_", extra="forbid")
 
@@ -17,7 +19,9 @@ class ServeSettings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="Key for write endpoints; unset = writes refused.")
     read_api_key: SecretStr | None = Field(default=None, description="Key for read endpoints; unset = open.")
     store_url: str | None = Field(
-        default=None, description="postgresql://… or sqlite:///…; default RUN_DIR/feedback.sqlite."
+        default=None,
+        description="Event store: postgresql://… or sqlite:///… (or a file path). Default: "
+        f"{DEFAULT_STORE_NAME} in the folder that holds RUN_DIR, so a retrain into a new folder keeps it.",
     )
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
     proxy_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of forwarded chat completions.")
@@ -32,6 +36,28 @@ class ServeSettings(BaseSettings):
         ge=0,
         description="Under load (the last batch held several requests), how long the next batch waits for more.",
     )
+    max_queue: int = Field(default=512, gt=0, description="Queued route requests before new ones get 503.")
+    step_tokens: int = Field(
+        default=2_048, gt=0, description="Estimated encoder tokens of interactive requests routed in one model step."
+    )
+    bulk_step_tokens: int = Field(
+        default=512,
+        gt=0,
+        description="Estimated encoder tokens of batch-request items per model step; single routes run between "
+        "such steps.",
+    )
+    embedding_cache_items: int = Field(
+        default=20_000, gt=0, description="Query embeddings kept in memory (least recently used dropped)."
+    )
+    poll_interval_s: float = Field(
+        default=0.5, gt=0, description="How often the store is read for other replicas' changes."
+    )
+    fold_interval_s: float = Field(
+        default=1.0, gt=0, description="How often pending feedback is folded into the reference graph."
+    )
+    max_pending_rows: int = Field(
+        default=50_000, gt=0, description="Feedback rows waiting to be folded before feedback gets 503."
+    )
 
     def store_location(self) -> str:
-        return self.store_url or str(self.router_dir / "feedback.sqlite")
+        return self.store_url or str(self.router_dir.resolve().parent / DEFAULT_STORE_NAME)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -48,3 +50,23 @@ def shared_set(name: str) -> Path:
     if not folder.exists():
         pytest.skip(f"benchmark data {folder} is missing (it lives in ../shared/data beside the repo)")
     return folder
+
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema (dropped afterwards), or a skip naming the reason."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_SERVER, connect_timeout=3, autocommit=True)
+    except Exception as exc:  # no server here: say so instead of failing
+        pytest.skip(f"no PostgreSQL answers at 127.0.0.1:5432 ({type(exc).__name__})")
+    schema = f"graphroute_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()

@@ -46,7 +46,18 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) 
 
 
 @pytest.mark.parametrize(
-    "case", ["missing-column", "effect-range", "unknown-llm", "empty-query", "nan-query", "empty-file", "unknown-type"]
+    "case",
+    [
+        "missing-column",
+        "effect-range",
+        "unknown-llm",
+        "empty-query",
+        "nan-query",
+        "infinite-cost",
+        "huge-cost",
+        "empty-file",
+        "unknown-type",
+    ],
 )
 def test_bad_input_exits_2_with_one_line(files: Path, tmp_path: Path, case: str) -> None:
     frame = pd.read_csv(files / "logs.csv")
@@ -66,6 +77,15 @@ def test_bad_input_exits_2_with_one_line(files: Path, tmp_path: Path, case: str)
     elif case == "nan-query":
         frame.loc[1, "query"] = None
         needles += ["row 2", "NaN"]
+    elif case == "infinite-cost":
+        frame["cost"] = 0.001
+        frame["cost"] = frame["cost"].astype(object)
+        frame.loc[6, "cost"] = "inf"
+        needles += ["row 7", "'cost'", "not a finite number"]
+    elif case == "huge-cost":
+        frame["cost"] = 0.001
+        frame.loc[3, "cost"] = 1e300
+        needles += ["row 4", "'cost'", "must not exceed"]
     if case == "empty-file":
         path.write_text("")
         needles.append("empty")
@@ -76,6 +96,19 @@ def test_bad_input_exits_2_with_one_line(files: Path, tmp_path: Path, case: str)
     else:
         frame.to_csv(path, index=False)
     assert_clean_error(cli("train", path, "--llms", files / "llms.yaml", "--out", tmp_path / "run", *FAST), *needles)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("size: 1.0", "size: .inf"), ("size: 1.0", "size: 1.0e+309"), ("input_price: 0.05", "input_price: .nan")],
+)
+def test_non_finite_catalog_exits_2(files: Path, tmp_path: Path, old: str, new: str) -> None:
+    catalog = tmp_path / "llms.yaml"
+    text = (files / "llms.yaml").read_text()
+    assert old in text
+    catalog.write_text(text.replace(old, new, 1))
+    result = cli("train", files / "logs.csv", "--llms", catalog, "--out", tmp_path / "run", *FAST)
+    assert_clean_error(result, "llms.yaml", "LLM entry 1", new.split(":")[0], "finite")
 
 
 def test_train_eval_export_and_corrupt_router(files: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Read and validate interaction logs and LLM catalogs (GUIDE §3).
+"""Read and validate interaction logs and LLM catalogs (the formats of docs/log-format.md).
 
 Every problem is reported as a ``DataValidationError`` naming the file, row, column and value, because a user
 with a million-row log cannot debug a pandas traceback.
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from graphroute import schema as s
 from graphroute.errors import DataValidationError
-from graphroute.schema import LLMProfile
+from graphroute.schema import Interaction, LLMProfile
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 LOG_SUFFIXES = (".csv", *PARQUET_SUFFIXES, ".jsonl", ".ndjson", ".json")
@@ -105,7 +107,7 @@ def validate_interactions(
     out[s.QUERY] = _text_column(out, s.QUERY, source)
     out[s.LLM] = _text_column(out, s.LLM, source)
     _check_effect(out, source)
-    _check_nonnegative(out, (s.COST, s.TOKENS_IN, s.TOKENS_OUT, s.LATENCY_MS), source)
+    _check_bounded(out, LIMITS, source)
     if llms is not None:
         _check_llms(out, [m.name for m in llms], source)
     out[s.USER_ID] = _filled(out, s.USER_ID, s.ANONYMOUS_USER)
@@ -117,6 +119,50 @@ def validate_interactions(
     if s.CHOSEN in out.columns:
         out[s.CHOSEN] = out[s.CHOSEN].astype("boolean")
     return out.reset_index(drop=True)
+
+
+def interaction_rows(
+    interactions: pd.DataFrame | Sequence[Mapping[str, object]] | Sequence[Interaction],
+    llm_names: Sequence[str],
+    source: str = "interactions",
+    first_row: int = 0,
+) -> list[dict[str, Any]]:
+    """Feedback rows checked one by one (``schema.Interaction``: finite, bounded numbers; an LLM of the catalog),
+    as plain dicts without the fields left empty. Log columns that feedback does not use (query_id, timestamp,
+    latency_ms) are dropped; any other column is an error naming it."""
+    records = _records(interactions)
+    known, fields = set(llm_names), set(Interaction.model_fields)
+    out = []
+    for i, record in enumerate(records, start=first_row):
+        raw = {k: v for k, v in record.items() if k not in _IGNORED_FEEDBACK_COLUMNS and not _missing(v)}
+        try:
+            row = Interaction.model_validate(raw)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            column = ".".join(str(p) for p in error["loc"]) or s.EFFECT  # the model-level rule: effect or chosen
+            why = str(error["msg"])
+            if error["type"] == "extra_forbidden":
+                why = f"unknown column; feedback rows have {', '.join(sorted(fields))}"
+            raise _bad_row(source, i, column, raw.get(column), why) from exc
+        if row.llm not in known:
+            raise _bad_row(source, i, s.LLM, row.llm, f"LLM not in the catalog ({', '.join(sorted(known))})")
+        out.append(row.model_dump(exclude_none=True))
+    return out
+
+
+_IGNORED_FEEDBACK_COLUMNS = (s.QUERY_ID, s.TIMESTAMP, s.LATENCY_MS)
+
+
+def _records(
+    interactions: pd.DataFrame | Sequence[Mapping[str, object]] | Sequence[Interaction],
+) -> list[Mapping[str, object]]:
+    if isinstance(interactions, pd.DataFrame):
+        return interactions.to_dict("records")  # type: ignore[return-value]
+    return [r.model_dump(exclude_none=True) if isinstance(r, Interaction) else r for r in interactions]
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def _bad_row(source: str, index: int, column: str, value: object, why: str) -> DataValidationError:
@@ -133,12 +179,19 @@ def _text_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
 
 
 def _numeric(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """The column as floats; text that is no number, and infinities (one of them would poison every
+    prediction that reads the row), name their row."""
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() & frame[column].notna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise _bad_row(source, frame.index[i], column, frame[column].iloc[i], "not a number")
-    return values.astype(float)
+    values = values.astype(float)
+    infinite = np.isinf(values.to_numpy())
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        raise _bad_row(source, frame.index[i], column, frame[column].iloc[i], "not a finite number")
+    return values
 
 
 def _check_effect(frame: pd.DataFrame, source: str) -> None:
@@ -159,15 +212,19 @@ def _check_effect(frame: pd.DataFrame, source: str) -> None:
     frame[s.EFFECT] = effect
 
 
-def _check_nonnegative(frame: pd.DataFrame, columns: Iterable[str], source: str) -> None:
-    for column in columns:
+LIMITS = {s.COST: s.MAX_COST, s.TOKENS_IN: s.MAX_TOKENS, s.TOKENS_OUT: s.MAX_TOKENS, s.LATENCY_MS: s.MAX_LATENCY_MS}
+
+
+def _check_bounded(frame: pd.DataFrame, limits: dict[str, float], source: str) -> None:
+    """Numeric columns in [0, limit]."""
+    for column, limit in limits.items():
         if column not in frame.columns:
             continue
         values = _numeric(frame, column, source)
-        negative = values < 0
-        if negative.any():
-            i = int(np.flatnonzero(negative.to_numpy())[0])
-            raise _bad_row(source, frame.index[i], column, values.iloc[i], "must not be negative")
+        for outside, why in ((values < 0, "must not be negative"), (values > limit, f"must not exceed {limit:g}")):
+            if outside.any():
+                i = int(np.flatnonzero(outside.to_numpy())[0])
+                raise _bad_row(source, frame.index[i], column, values.iloc[i], why)
         frame[column] = values
 
 

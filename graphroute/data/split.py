@@ -26,6 +26,8 @@ def split_by_query(frame: pd.DataFrame, val: float = 0.1, test: float = 0.0, see
     rng = np.random.default_rng(seed)
     rng.shuffle(ids)
     n_val, n_test = int(round(len(ids) * val)), int(round(len(ids) * test))
+    if val > 0 and n_val == 0 and len(ids) - n_test >= 2:
+        n_val = 1  # a small log still gets a validation query (and keeps one to train on)
     val_ids, test_ids = set(ids[:n_val]), set(ids[n_val : n_val + n_test])
     part = frame[s.QUERY_ID].map(lambda q: "val" if q in val_ids else "test" if q in test_ids else "train")
     return Splits(

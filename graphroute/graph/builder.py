@@ -85,6 +85,19 @@ def _set_similarity(data: HeteroData, idx: np.ndarray, sim: np.ndarray, dst: np.
     data[s.SIMILAR_TO].edge_index, data[s.SIMILAR_TO].edge_attr = edge_index, attr
 
 
+def similarity_lists(data: HeteroData) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (Q, k) neighbour indices and similarities behind a graph's similarity edges (as ``build_graph`` laid
+    them out: k edges per query, in query order), or None when the graph does not have that layout."""
+    edge_index, attr = data[s.SIMILAR_TO].edge_index, data[s.SIMILAR_TO].edge_attr
+    n = data[s.QUERY_NODE].num_nodes
+    if n == 0 or edge_index.size(1) % n:
+        return None
+    k = edge_index.size(1) // n
+    if not torch.equal(edge_index[1], torch.arange(n).repeat_interleave(k)):
+        return None
+    return edge_index[0].view(n, k).numpy().copy(), attr[:, 0].view(n, k).numpy().copy()
+
+
 def attach_queries(
     data: HeteroData,
     query_x: np.ndarray,

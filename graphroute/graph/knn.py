@@ -26,35 +26,48 @@ def nearest_neighbors(
     chunk: int = 4096,
     offset: int = 0,
     exact: bool | None = None,
+    causal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k cosine neighbours of each row of ``emb`` among ``ref``. Shapes: (N, D), (M, D) → (N, k), (N, k).
 
-    With ``exclude_self``, row i of ``emb`` is row ``offset + i`` of ``ref`` and is not its own neighbour.
+    With ``exclude_self``, row i of ``emb`` is row ``offset + i`` of ``ref`` and is not its own neighbour; with
+    ``causal`` as well, only the rows before it are candidates (exact search; at least k must precede every row),
+    so a query appended to a pool gets the same neighbours however the appends were batched.
     ``exact`` None searches exactly up to ``EXACT_LIMIT`` reference rows and approximately (IVF) above.
     """
     k = min(k, len(ref) - int(exclude_self))
     if k <= 0 or len(emb) == 0:
         return np.zeros((len(emb), max(k, 0)), dtype=np.int64), np.zeros((len(emb), max(k, 0)), dtype=np.float32)
+    if causal and not (exclude_self and offset >= k):
+        raise ValueError(f"causal search needs exclude_self and at least k={k} earlier rows (offset {offset})")
     queries = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     pool = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))
     self_index = torch.arange(offset, offset + len(emb)) if exclude_self else None
-    if exact if exact is not None else len(ref) <= EXACT_LIMIT:
-        idx, sim = _exact(queries, pool, k, self_index, chunk)
+    if causal or (exact if exact is not None else len(ref) <= EXACT_LIMIT):
+        idx, sim = _exact(queries, pool, k, self_index, chunk, causal)
     else:
         idx, sim = _index_for(ref, pool).search(queries, pool, k, self_index)
     return idx.numpy(), sim.numpy()
 
 
 def _exact(
-    queries: torch.Tensor, pool: torch.Tensor, k: int, self_index: torch.Tensor | None, chunk: int
+    queries: torch.Tensor,
+    pool: torch.Tensor,
+    k: int,
+    self_index: torch.Tensor | None,
+    chunk: int,
+    causal: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     idx = torch.empty(len(queries), k, dtype=torch.long)
     sim = torch.empty(len(queries), k)
     for start in range(0, len(queries), chunk):
         block = queries[start : start + chunk] @ pool.T
         if self_index is not None:
-            rows = torch.arange(block.size(0))
-            block[rows, self_index[start : start + chunk]] = -math.inf
+            own = self_index[start : start + chunk]
+            if causal:
+                block[torch.arange(len(pool)).unsqueeze(0) >= own.unsqueeze(1)] = -math.inf
+            else:
+                block[torch.arange(block.size(0)), own] = -math.inf
         top = block.topk(k, dim=1)
         idx[start : start + chunk], sim[start : start + chunk] = top.indices, top.values
     return idx, sim

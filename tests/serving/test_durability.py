@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from graphroute import Router, RouterConfig
-from graphroute.data.store import SQLiteStore
+from graphroute.data.store import open_store
 from tests.serving.conftest import KEY, ProcessServer
 
 Q = "Solve for x: 3x + 4 = 19."
@@ -51,7 +51,7 @@ def test_kill_9_during_feedback_keeps_every_acknowledged_row(run_dir: Path, tmp_
     restarted = ProcessServer(run_dir, store)
     restarted.start()
     try:
-        stored = {q.split("#")[1] for q in SQLiteStore(store).read()["query"]}
+        stored = {q.split("#")[1] for q in open_store(store).read()["query"]}
     finally:
         restarted.stop()
     assert set(acked) <= stored

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from graphroute.data.store import SQLiteStore
+from graphroute.data.store import open_store
 from tests.serving.conftest import KEY
 
 W = {"X-API-Key": KEY}
@@ -60,14 +60,14 @@ def test_feedback_stored_then_user_adapted(client: TestClient, tmp_path) -> None
         {"user_id": "fresh", "query": Q, "llm": "reasoner-405b", "effect": 0.9, "chosen": False},
     ]
     r = client.post("/v1/feedback", json={"interactions": rows}, headers=W)
-    assert r.status_code == 200 and r.json() == {"stored": 2, "users_adapted": ["fresh"]}
-    stored = SQLiteStore(tmp_path / "store.sqlite").read()
+    assert r.status_code == 200 and r.json() == {"stored": 2, "duplicates": 0, "users_adapted": ["fresh"]}
+    stored = open_store(tmp_path / "store.sqlite").read()
     assert len(stored) == 2 and set(stored["llm"]) == {"tiny-fast", "reasoner-405b"}
     user = client.get("/v1/users/fresh").json()
     assert user["known"] and user["interactions"] == 2 and user["n_choices"] == 1
     bad = client.post("/v1/feedback", json={"interactions": [{**rows[0], "llm": "gpt-9"}]}, headers=W)
     assert bad.status_code == 422 and "gpt-9" in bad.json()["detail"]
-    assert len(SQLiteStore(tmp_path / "store.sqlite").read()) == 2  # nothing stored from a rejected request
+    assert len(open_store(tmp_path / "store.sqlite").read()) == 2  # nothing stored from a rejected request
 
 
 def test_llm_onboarding_and_disable(client: TestClient, demo: tuple) -> None:  # type: ignore[type-arg]
