@@ -41,28 +41,35 @@ def query_features(emb: np.ndarray, tokens: np.ndarray) -> np.ndarray:
 def user_features(frame: pd.DataFrame, user_ids: Sequence[str], cost_z: np.ndarray) -> np.ndarray:
     """Per user: log count, mean effect, mean standardised cost, choice rate, share of rated rows.
 
-    The last row is the cold-start user: the mean over users, given to every unknown user id.
+    The last row is the cold-start user: the mean over users, given to every unknown user id. Sums by bincount
+    (no pandas groupby): served routers recompute these at every fold of feedback.
     Shapes: frame (E rows), cost_z (E,) → (U + 1, USER_DIM).
     """
-    f = pd.DataFrame(
-        {
-            "user": frame[s.USER_ID].to_numpy(),
-            "effect": frame[s.EFFECT].to_numpy(dtype=float),
-            "cost_z": cost_z,
-            "chosen": frame[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in frame else np.nan,
-        }
-    )
-    f["rated"] = (~f["effect"].isna()).astype(float)
-    g = f.groupby("user").agg(
-        n=("effect", "size"),
-        effect=("effect", "mean"),
-        cost_z=("cost_z", "mean"),
-        chosen=("chosen", "mean"),
-        rated=("rated", "mean"),
-    )
-    g = g.reindex(list(user_ids))
-    g["n"] = np.log1p(g["n"].fillna(0)) / 5
-    g["effect"] = g["effect"].fillna(float(np.nanmean(f["effect"])) if f["rated"].any() else 0.5)
-    g = g.fillna({"cost_z": 0.0, "chosen": 0.5, "rated": 0.0})
-    rows = g[["n", "effect", "cost_z", "chosen", "rated"]].to_numpy(dtype=np.float32)
+    index = {u: i for i, u in enumerate(user_ids)}
+    n = len(user_ids)
+    row = np.array([index.get(u, n) for u in frame[s.USER_ID].tolist()], dtype=np.int64)  # n: not a listed user
+    effect = frame[s.EFFECT].to_numpy(dtype=float)
+    chosen = frame[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in frame else np.full(len(frame), np.nan)
+    rated, has_choice = ~np.isnan(effect), ~np.isnan(chosen)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(row, weights=values, minlength=n + 1)[:n]
+
+    count, n_rated, n_chosen = total(np.ones(len(row))), total(rated.astype(float)), total(has_choice.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_effect = total(np.where(rated, effect, 0.0)) / n_rated
+        mean_cost = total(np.asarray(cost_z, dtype=float)) / count
+        choice_rate = total(np.where(has_choice, chosen, 0.0)) / n_chosen
+        rated_share = n_rated / count
+    default_effect = float(np.nanmean(effect)) if rated.any() else 0.5
+    rows = np.stack(
+        [
+            np.log1p(count) / 5,
+            np.where(n_rated > 0, mean_effect, default_effect),
+            np.where(count > 0, mean_cost, 0.0),
+            np.where(n_chosen > 0, choice_rate, 0.5),
+            np.where(count > 0, rated_share, 0.0),
+        ],
+        axis=1,
+    ).astype(np.float32)
     return np.concatenate([rows, rows.mean(axis=0, keepdims=True)], axis=0)

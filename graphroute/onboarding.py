@@ -84,11 +84,15 @@ class OnboardingMixin:
                 counts[key] = counts.get(key, 0) + 1
         if any(c >= 2 for c in counts.values()):
             return True
-        frame = self.tables_.frame
-        users = {u for u, _ in keys}
-        mine = frame[frame[s.USER_ID].isin(users)]
-        logged = set(zip(mine[s.USER_ID], mine[s.QUERY], strict=True))
-        return any(key in logged for key in keys)
+        return any(key in self._logged_pairs() for key in keys)
+
+    def _logged_pairs(self) -> set[tuple[str, str]]:
+        """(user, query) of every folded row, kept until the next fold (feedback checks it per request)."""
+        cached = getattr(self, "_pairs", None)
+        if cached is None or cached[0] is not self.tables_:
+            frame = self.tables_.frame
+            cached = self._pairs = (self.tables_, set(zip(frame[s.USER_ID], frame[s.QUERY], strict=True)))
+        return cached[1]
 
     def fold(self, max_new_queries: int | None = None) -> int:
         """Move pending feedback into the reference graph: embed its new queries, merge its rows, rebuild the

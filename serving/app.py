@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
 from graphroute.errors import DataValidationError, GraphRouteError, NotFittedError, UnknownLLMError
-from serving.runtime import Batcher, Budget, EventFollower, Metrics, ModelThread, Overloaded, Served
+from serving.runtime import Batcher, Budget, EventFollower, Foreground, Metrics, ModelThread, Overloaded, Served
 from serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,12 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         logger.info("event store: %s", state.store.location)
         start = served or await state.model.run(Served.load, settings.router_dir, settings.embedding_cache_items)
         state.follower = EventFollower(
-            lambda: state.served, state.store, state.model, settings.poll_interval_s, settings.fold_interval_s
+            lambda: state.served,
+            state.store,
+            state.model,
+            settings.poll_interval_s,
+            settings.fold_interval_s,
+            foreground=state.foreground,
         )
         report = await state.follower.replay(start)
         logger.info("store events: %s", report.summary())
@@ -68,7 +73,13 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics, max_body=settings.max_body_bytes)
+    app.state.foreground = Foreground()
+    app.add_middleware(
+        LimitsAndMetrics,
+        metrics=app.state.metrics,
+        max_body=settings.max_body_bytes,
+        foreground=app.state.foreground,
+    )
     _add_error_handlers(app)
     from serving.proxy import router as proxy_router
     from serving.routes import router as api_router
@@ -86,16 +97,34 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"body: larger than the limit of {limit} bytes")
 
 
-class LimitsAndMetrics:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body-size limit and Prometheus series."""
+FOREGROUND_PATHS = frozenset({"/v1/route", "/v1/route/batch", "/v1/chat/completions"})
+BACKGROUND_PATHS = frozenset({"/v1/feedback"})
+BACKGROUND_YIELD_S = 0.01  # at most this long a background request waits for routing to pause
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int) -> None:
-        self.app, self.metrics, self.max_body = app, metrics, max_body
+
+class LimitsAndMetrics:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body-size limit, Prometheus series, and the count
+    of foreground (routing) requests in flight."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int, foreground: Foreground) -> None:
+        self.app, self.metrics, self.max_body, self.foreground = app, metrics, max_body, foreground
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] in FOREGROUND_PATHS:
+            self.foreground.enter()
+            try:
+                await self._limited(scope, receive, send)
+            finally:
+                self.foreground.leave()
+        else:
+            if scope["path"] in BACKGROUND_PATHS:
+                await self.foreground.quiet(BACKGROUND_YIELD_S)
+            await self._limited(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         started, status, received = time.perf_counter(), [500], [0]
         length = dict(scope["headers"]).get(b"content-length", b"0")
         try:

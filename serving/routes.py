@@ -7,8 +7,8 @@ sees exactly what this one acknowledged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from graphroute import Router
 from graphroute.base import RouteRequest as LibRequest
 from graphroute.errors import DataValidationError, UnknownLLMError
-from graphroute.events import LLMAdded, LLMEnabled
+from graphroute.events import FeedbackEvent, LLMAdded, LLMEnabled
 from graphroute.schema import LLMProfile, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
@@ -67,9 +67,10 @@ async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep
     if len(served.router.pending_) + len(body.interactions) > limit:
         raise Overloaded(f"{len(served.router.pending_)} feedback rows wait to be folded (limit {limit})")
     rows = [row.model_dump(exclude_none=True) for row in body.interactions]
-    receipt = await asyncio.to_thread(request.app.state.store.append_feedback, rows)
-    if receipt.event_id is not None:
-        await request.app.state.follower.sync(receipt.event_id)
+    receipt, _ = await request.app.state.follower.commit(
+        lambda: request.app.state.store.append_feedback(rows),
+        lambda r: None if r.event_id is None else FeedbackEvent(tuple(r.stored), id=r.event_id),
+    )
     request.app.state.metrics.feedback.inc(len(receipt.stored))
     users = sorted({r["user_id"] for r in receipt.stored})
     return sc.FeedbackResponse(stored=len(receipt.stored), duplicates=receipt.duplicates, users_adapted=users)
@@ -94,8 +95,7 @@ async def add_llm(body: sc.LLMCreate, request: Request, served: ServedDep) -> sc
     probes = [p.model_dump() for p in body.probes] if body.probes else None
     await request.app.state.model.run(served.read, lambda r: r.check_llm(profile, probes))
     event = LLMAdded(profile.model_dump(exclude_none=True), None if probes is None else tuple(probes))
-    event_id = await asyncio.to_thread(request.app.state.store.append, event)
-    current = await request.app.state.follower.sync(event_id)
+    event_id, current = await _commit(request, event)
     if event_id in current.failed:  # another request onboarded the same name first
         raise DataValidationError(current.failed[event_id])
     return current.read(lambda r: _public(r, profile.name))
@@ -106,9 +106,14 @@ async def disable_llm(name: str, request: Request, served: ServedDep, enabled: b
     """Stop routing to an LLM (``?enabled=true`` resumes it)."""
     if name not in served.router.llm_names_:
         raise UnknownLLMError(f"llm: unknown LLM {name!r}; known: {served.router.llm_names_}")
-    event_id = await asyncio.to_thread(request.app.state.store.append, LLMEnabled(name, enabled))
-    current = await request.app.state.follower.sync(event_id)
+    _, current = await _commit(request, LLMEnabled(name, enabled))
     return current.read(lambda r: _public(r, name))
+
+
+async def _commit(request: Request, event: LLMAdded | LLMEnabled) -> tuple[int, Served]:
+    """Store an event and apply it; returns its id and the served router it was applied to."""
+    store = request.app.state.store
+    return await request.app.state.follower.commit(lambda: store.append(event), lambda i: replace(event, id=i))
 
 
 @router.get("/v1/users/{user_id}", response_model=sc.UserPublic, dependencies=[ReadKey], tags=["users"])

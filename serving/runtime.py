@@ -184,6 +184,55 @@ class Metrics:
         self.events = Gauge("graphroute_store_cursor", "Last store event applied", registry=self.registry)
 
 
+class Foreground:
+    """Requests a client is waiting on for its answer (routing), counted from the moment they enter the app.
+
+    Background work (storing and applying feedback) waits for a moment without them before it runs, so under a
+    flood of feedback the one Python interpreter the server has (its event loop and model thread share the GIL)
+    goes to routing first. The wait is bounded: feedback is delayed, never starved.
+    """
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._quiet: asyncio.Event | None = None
+        self._left_at = 0.0
+
+    def _event(self) -> asyncio.Event:
+        if self._quiet is None:
+            self._quiet = asyncio.Event()
+            self._quiet.set()
+        return self._quiet
+
+    def enter(self) -> None:
+        self.active += 1
+        self._event().clear()
+
+    def leave(self) -> None:
+        self.active -= 1
+        self._left_at = time.monotonic()
+        if not self.active:
+            self._event().set()
+
+    async def quiet(self, at_most_s: float, grace_s: float = 0.001) -> None:
+        """Return once no foreground request has been in flight for ``grace_s`` (a client sending its next request
+        right after an answer goes first), or after ``at_most_s``."""
+        deadline = time.monotonic() + at_most_s
+        while self.active or self.recent(grace_s):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                if self.active:
+                    await asyncio.wait_for(self._event().wait(), left)
+                else:
+                    await asyncio.sleep(min(grace_s, left))
+            except TimeoutError:
+                return
+
+    def recent(self, seconds: float) -> bool:
+        return time.monotonic() - self._left_at < seconds
+
+
 def estimated_tokens(text: str) -> int:
     """A cheap bound on a query's encoder work: about 4 characters a token, at most the model's 256 kept."""
     return min(len(text) // 4 + 2, 258)
@@ -315,9 +364,10 @@ class Batcher:
 class EventFollower:
     """Keeps the served router in step with the store.
 
-    Every change made while serving is first committed to the store as an event; the request that wrote it then
-    waits for ``sync`` to apply the store's new events in id order on the model thread, so this process's own
-    changes and other replicas' (found by polling every ``poll_s``) take one path and are never applied twice.
+    Every change made while serving is first committed to the store as an event and then applied (``commit``),
+    in one model-thread step; other replicas' events are found by polling every ``poll_s`` (``sync``). Both
+    apply through ``Served.apply``, which skips what its cursor has passed, so nothing is applied twice or out
+    of order.
     Pending feedback is folded into the graph every ``fold_s`` in bounded steps (``fold_queries`` new queries
     embedded per step), so neither feedback nor routing waits for a graph rebuild.
     """
@@ -330,9 +380,11 @@ class EventFollower:
         poll_s: float = 0.5,
         fold_s: float = 1.0,
         fold_queries: int = 16,
+        foreground: Foreground | None = None,
     ) -> None:
         self._served, self.store, self._model = served, store, model
         self.poll_s, self.fold_s, self.fold_queries = poll_s, fold_s, fold_queries
+        self.foreground = foreground or Foreground()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -354,20 +406,40 @@ class EventFollower:
         served.router.events_cursor_ = EventCursor(self.store.store_id, served.cursor)
         return total
 
-    async def sync(self, upto: int | None = None) -> Served:
-        """Apply the store's events newer than the served router's cursor (at least up to ``upto``)."""
+    async def sync(self) -> Served:
+        """Apply the store's events newer than the served router's cursor (other replicas' changes; after a
+        reload, what was stored while the new router replayed). Concurrent callers share one read."""
         async with self._lock:
             served = self._served()
-            if upto is None or served.cursor < upto:
-                events = await asyncio.to_thread(self.store.events_after, served.cursor)
-                if events:
-                    await self._model.run(served.apply, events)
+            events = await asyncio.to_thread(self.store.events_after, served.cursor)
+            if events:
+                await self._model.run(served.apply, events)
             return served
 
+    async def commit(self, write: Callable[[], T], event_of: Callable[[T], Event | None]) -> tuple[T, Served]:
+        """Write to the store and apply what was written, in one model-thread step: ``write()`` commits and
+        returns its receipt, ``event_of(receipt)`` the event it stored (None: nothing new). Every application
+        runs on the model thread, one at a time, so events apply in id order; an event that is not the very next
+        one (another replica wrote in between) makes the step read the store from the cursor instead.
+        """
+        served = self._served()
+
+        def step() -> T:
+            receipt = write()
+            event = event_of(receipt)
+            if event is not None:
+                served.apply([event] if event.id == served.cursor + 1 else self.store.events_after(served.cursor))
+            return receipt
+
+        return await self._model.run(step), served
+
     async def fold(self, served: Served) -> None:
-        """Fold all pending feedback, one bounded model step at a time."""
-        while await self._model.run(served.fold_step, self.fold_queries):
-            pass
+        """Fold all pending feedback, one bounded model step at a time, each in a pause of routing if one comes
+        within ``fold_s``."""
+        while True:
+            await self.foreground.quiet(self.fold_s)
+            if not await self._model.run(served.fold_step, self.fold_queries):
+                return
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
