@@ -154,7 +154,9 @@ def readyz(request: Request) -> sc.Health | JSONResponse:
     if served is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     llms = served.read(lambda r: int(r.enabled_.sum()))
-    return sc.Health(status="ready", model_version=served.version, llms=llms)
+    return sc.Health(
+        status="ready", model_version=served.version, llms=llms, loaded_at=served.loaded_at, store_cursor=served.cursor
+    )
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,6 +84,7 @@ class Served:
     cursor: int = 0  # the last store event applied
     failed: OrderedDict[int, str] = field(default_factory=OrderedDict)
     last_fold: float = field(default_factory=time.monotonic)
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def recommend(self, requests: Sequence[RouteRequest]) -> list[list[Recommendation] | Exception]:
         """Rankings for a batch of requests, under the read lock; a request the router rejects (an unknown

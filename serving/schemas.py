@@ -104,3 +104,5 @@ class Health(BaseModel):
     status: str
     model_version: str | None = None
     llms: int | None = None
+    loaded_at: str | None = Field(default=None, description="When the served router was loaded (UTC, ISO 8601).")
+    store_cursor: int | None = Field(default=None, description="The last event of the store the router includes.")

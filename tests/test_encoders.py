@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphroute.encoders import EmbeddingCache, HashingEncoder, SentenceTransformerEncoder
+from graphroute.encoders import EmbeddingCache, HashingEncoder, MemoryCache, SentenceTransformerEncoder
 
 
 def test_hashing_is_deterministic_normalised_and_discriminative() -> None:
@@ -72,3 +72,19 @@ def test_direct_path_falls_back_when_it_disagrees(monkeypatch: pytest.MonkeyPatc
     got = enc.encode(["What is the capital of France?", "hi"])
     assert not enc._direct_ok()
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+
+
+def test_memory_cache_is_a_bounded_lru_with_the_same_vectors() -> None:
+    inner = HashingEncoder(32)
+    calls: list[list[str]] = []
+    encode = inner.encode
+    inner.encode = lambda texts, show_progress=False: calls.append(list(texts)) or encode(texts)  # type: ignore[method-assign]
+    cache = MemoryCache(inner, max_items=3)
+    texts = ["a b", "c d", "e f"]
+    np.testing.assert_array_equal(cache.encode(texts + ["a b"]), encode(texts + ["a b"]))
+    assert calls == [texts] and len(cache) == 3
+    cache.encode(["a b"])  # used: now the most recent
+    cache.encode(["g h"])  # evicts the least recently used, "c d"
+    assert len(cache) == 3 and calls[-1] == ["g h"]
+    cache.encode(["a b", "c d"])
+    assert calls[-1] == ["c d"] and cache.name == inner.name and cache.dim == 32

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -62,30 +63,41 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """`graphroute serve` as a separate process, which a test may kill -9."""
+    """`graphroute serve` as a separate process, which a test may kill -9. ``store`` None: the default location."""
 
-    def __init__(self, run_dir: Path, store: Path, port: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, store: Path | str | None, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.run_dir, self.store, self.port = run_dir, store, port or free_port()
+        self.extra = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self) -> str:
-        env = {**os.environ, "GRAPHROUTE_API_KEY": KEY, "GRAPHROUTE_STORE_URL": str(self.store)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "graphroute.cli", "serve", str(self.run_dir), "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "GRAPHROUTE_STORE_URL"}
+        env.update({"GRAPHROUTE_API_KEY": KEY, **self.extra})
+        if self.store is not None:
+            env["GRAPHROUTE_STORE_URL"] = str(self.store)
+        self.log = Path(tempfile.mkstemp(prefix="graphroute-serve-", suffix=".log")[1])
+        with self.log.open("wb") as out:  # a file, not a pipe: nobody reads the pipe while the server runs
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "graphroute.cli", "serve", str(self.run_dir), "--port", str(self.port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    return url
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self.url
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "server died")
+                raise RuntimeError(f"server died: {self.log.read_text()[-2000:]}")
             time.sleep(0.2)
         raise RuntimeError("server not ready")
 

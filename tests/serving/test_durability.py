@@ -16,24 +16,35 @@ from tests.serving.conftest import KEY, ProcessServer
 Q = "Solve for x: 3x + 4 = 19."
 
 
-def test_kill_9_during_feedback_keeps_every_acknowledged_row(run_dir: Path, tmp_path: Path) -> None:
+def test_kill_9_during_feedback_loses_nothing_acknowledged_and_retries_duplicate_nothing(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """Clients send feedback (with feedback ids) and routes; the server is killed -9 mid-load. Every row that got
+    a 2xx is stored; clients then retry every request that got no answer against the restarted server, and
+    every row is stored exactly once, though some of those requests had been committed before the kill."""
     store = tmp_path / "feedback.sqlite"
     server = ProcessServer(run_dir, store)
     url = server.start()
     acked: list[str] = []
+    unanswered: list[list[dict[str, object]]] = []
     stop = threading.Event()
 
     def send(worker: int) -> None:
         n = 0
         with httpx.Client(timeout=10) as client:
             while not stop.is_set() and n < 400:
-                tag = f"w{worker}-{n}"
-                row = {"user_id": f"load{worker}", "query": f"{Q} #{tag}", "llm": "math-13b", "effect": 1.0}
+                rows = [
+                    {"user_id": f"load{worker}", "query": f"{Q} #w{worker}-{n}-{j}", "llm": "math-13b", "effect": 1.0}
+                    for j in range(2)
+                ]
+                rows = [{**r, "feedback_id": str(r["query"]).split("#")[1]} for r in rows]
                 try:
-                    r = client.post(f"{url}/v1/feedback", json={"interactions": [row]}, headers={"X-API-Key": KEY})
+                    client.post(f"{url}/v1/route", json={"query": f"{Q} {n}"})
+                    r = client.post(f"{url}/v1/feedback", json={"interactions": rows}, headers={"X-API-Key": KEY})
                     if r.status_code == 200:
-                        acked.append(tag)
+                        acked.extend(str(row["feedback_id"]) for row in rows)
                 except httpx.HTTPError:
+                    unanswered.append(rows)
                     return
                 n += 1
 
@@ -41,20 +52,25 @@ def test_kill_9_during_feedback_keeps_every_acknowledged_row(run_dir: Path, tmp_
     for w in workers:
         w.start()
     deadline = time.time() + 60
-    while len(acked) < 20 and time.time() < deadline:
+    while len(acked) < 40 and time.time() < deadline:
         time.sleep(0.05)
     server.kill()
     stop.set()
     for w in workers:
         w.join()
-    assert len(acked) >= 20
-    restarted = ProcessServer(run_dir, store)
-    restarted.start()
+    assert len(acked) >= 40 and unanswered
+    url = server.start()
     try:
-        stored = {q.split("#")[1] for q in open_store(store).read()["query"]}
+        for rows in unanswered:  # the client's retry: same rows, same feedback ids
+            r = httpx.post(f"{url}/v1/feedback", json={"interactions": rows}, headers={"X-API-Key": KEY})
+            assert r.status_code == 200 and r.json()["stored"] + r.json()["duplicates"] == len(rows)
+        stored = [q.split("#")[1] for q in open_store(store).read()["query"]]
+        assert set(acked) <= set(stored)
+        assert len(stored) == len(set(stored)), "a retried row was stored twice"
+        assert {str(row["feedback_id"]) for rows in unanswered for row in rows} <= set(stored)
+        assert httpx.get(f"{url}/readyz").json()["store_cursor"] >= len(stored) // 2
     finally:
-        restarted.stop()
-    assert set(acked) <= stored
+        server.stop()
 
 
 def test_reload_under_load_fails_no_request(run_dir: Path, tmp_path: Path, demo: tuple) -> None:  # type: ignore[type-arg]

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
+from graphroute import Router
+from graphroute.base import RouteRequest
 from graphroute.data.store import open_store
+from serving.app import create_app
+from serving.runtime import Served
+from serving.settings import ServeSettings
 from tests.serving.conftest import KEY
 
 W = {"X-API-Key": KEY}
@@ -149,3 +156,30 @@ def test_every_router_call_runs_on_the_one_model_thread(client: TestClient, monk
     llm = {"name": "thread-test", "description": "a small model", "input_price": 1, "output_price": 1}
     assert client.post("/v1/llms", json=llm, headers=W).status_code == 201
     assert len(seen) == 1 and next(iter(seen)).startswith("graphroute-model"), seen
+
+
+def test_a_full_queue_answers_503_with_retry_after(run_dir: Path, tmp_path: Path) -> None:
+    settings = ServeSettings(router_dir=run_dir, api_key=KEY, store_url=str(tmp_path / "s.sqlite"), max_queue=2)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/route/batch", json={"requests": [{"query": Q}] * 3})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "overloaded" in r.json()["detail"]
+        assert c.post("/v1/route/batch", json={"requests": [{"query": Q}] * 2}).status_code == 200
+
+
+def test_serving_caches_embeddings_in_bounded_memory_never_on_disk(fitted_router: Router, tmp_path: Path) -> None:
+    disk = tmp_path / "disk-cache"
+    encoder = fitted_router.config.encoder.model_copy(update={"cache_dir": str(disk)})
+    fitted_router.save(tmp_path / "r")
+    router = Router.load(tmp_path / "r")
+    router.config = router.config.model_copy(update={"encoder": encoder})
+    router.save(tmp_path / "r")
+    served = Served.load(tmp_path / "r", cache_items=5)
+    for i in range(20):
+        served.recommend([RouteRequest(f"A new question number {i}?")])
+    assert len(served.router.encoder_) <= 5  # type: ignore[arg-type]
+    assert not disk.exists()
+
+
+def test_the_default_store_lives_beside_the_run_folder(tmp_path: Path) -> None:
+    settings = ServeSettings(router_dir=tmp_path / "runs" / "r1")
+    assert Path(settings.store_location()) == (tmp_path / "runs" / "graphroute-events.sqlite").resolve()
