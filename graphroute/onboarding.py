@@ -5,6 +5,7 @@ LLMs are nodes whose features come from content, so adding them is a graph edit.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -49,19 +50,35 @@ class OnboardingMixin:
         users count as known at once; a user whose rows complete a choice (two or more answers to one query, one
         of them chosen) has the preference refitted here. Returns the users.
         """
+        users, choosers = self.take_feedback(interactions)
+        if choosers:
+            self.refit_users(choosers)
+        return users
+
+    def take_feedback(
+        self, interactions: pd.DataFrame | Sequence[dict[str, object]] | Sequence[Interaction]
+    ) -> tuple[list[str], list[str]]:
+        """The part of ``add_feedback`` that runs no model: check the rows and queue them for the next fold.
+        Safe to call from another thread than the one folding and routing (a server takes feedback on its event
+        loop while its model thread routes). Returns the rows' users and those whose preference should be
+        refitted (``refit_users``, on the model thread) because the rows complete a choice."""
         router: Any = self
         router._check_fitted()
         rows = interaction_rows(interactions, router.llm_names_, source="feedback")
-        self.pending_.extend(rows)
+        with self._pending_lock:
+            self.pending_.extend(rows)
         users = sorted({r[s.USER_ID] for r in rows})
         choosers = sorted({r[s.USER_ID] for r in rows if r.get(s.CHOSEN) is not None})
-        if choosers and self._completes_choice(rows):
-            self._fit_preferences(choosers)
-        return users
+        return users, choosers if choosers and self._completes_choice(rows) else []
+
+    def refit_users(self, user_ids: Sequence[str]) -> None:
+        """Refit these users' preferences from all their choices, folded or pending (milliseconds per user)."""
+        self._fit_preferences(user_ids)
 
     def clear_pending(self) -> None:
         """Forget feedback not folded yet (fit and load start with none)."""
         self.pending_ = []
+        self._pending_lock = threading.Lock()
         self._embedded: dict[str, np.ndarray] = {}
 
     def update_user(self, user_id: str, interactions: pd.DataFrame | Sequence[dict[str, object]]) -> Self:
@@ -78,7 +95,7 @@ class OnboardingMixin:
         """Whether some (user, query) of ``rows`` now has two or more answers, so a choice may have formed."""
         keys = {(r[s.USER_ID], r[s.QUERY]) for r in rows if r.get(s.CHOSEN) is not None}
         counts: dict[tuple[str, str], int] = {}
-        for r in self.pending_:
+        for r in list(self.pending_):
             key = (r[s.USER_ID], r[s.QUERY])
             if key in keys:
                 counts[key] = counts.get(key, 0) + 1
@@ -104,7 +121,9 @@ class OnboardingMixin:
             return 0
         known = self._query_ids_by_text()
         todo = [
-            q for q in dict.fromkeys(r[s.QUERY] for r in self.pending_) if q not in known and q not in self._embedded
+            q
+            for q in dict.fromkeys(r[s.QUERY] for r in list(self.pending_))
+            if q not in known and q not in self._embedded
         ]
         if max_new_queries is not None and len(todo) > max_new_queries:
             part = todo[:max_new_queries]
@@ -112,7 +131,8 @@ class OnboardingMixin:
             return len(self.pending_)
         if todo:
             self._embedded.update(zip(todo, router.encoder_.encode(todo), strict=True))
-        rows, self.pending_ = self.pending_, []
+        with self._pending_lock:
+            rows, self.pending_ = self.pending_, []
         frame = validate_interactions(pd.DataFrame(rows), router.llms_, source="feedback")
         frame[s.QUERY_ID] = [known.get(q, i) for q, i in zip(frame[s.QUERY], frame[s.QUERY_ID], strict=True)]
         frame = fill_costs(frame.drop(columns=[s.FEEDBACK_ID], errors="ignore"), router.llms_, router.encoder_)
@@ -142,7 +162,7 @@ class OnboardingMixin:
         router: Any = self
         router._check_fitted()
         pref = self._preference(user_id)
-        pending = sum(1 for r in self.pending_ if r[s.USER_ID] == user_id)
+        pending = sum(1 for r in list(self.pending_) if r[s.USER_ID] == user_id)
         rows = int((self.tables_.frame[s.USER_ID] == user_id).sum()) + pending
         return {
             "user_id": user_id,
@@ -186,7 +206,7 @@ class OnboardingMixin:
     def _pending_choices(self, users: set[str]) -> pd.DataFrame:
         """Pending rows of ``users`` that carry a choice, as log rows (query id, LLM index, cost filled)."""
         router: Any = self
-        rows = [r for r in self.pending_ if r[s.USER_ID] in users and r.get(s.CHOSEN) is not None]
+        rows = [r for r in list(self.pending_) if r[s.USER_ID] in users and r.get(s.CHOSEN) is not None]
         if not rows:
             return pd.DataFrame()
         frame = validate_interactions(pd.DataFrame(rows), router.llms_, source="feedback")
@@ -252,7 +272,7 @@ class OnboardingMixin:
         catalog_from_records([m.model_dump() for m in [*router.llms_, new]], source="llms")  # unique names
         if probes is not None:
             frame = pd.DataFrame(list(probes)) if not isinstance(probes, pd.DataFrame) else probes
-            known = {*self.tables_.queries.texts, *(r[s.QUERY] for r in self.pending_)}
+            known = {*self.tables_.queries.texts, *(r[s.QUERY] for r in list(self.pending_))}
             self._check_probes(frame, known)
             validate_interactions(frame.assign(**{s.LLM: new.name}), [*router.llms_, new], source="probes")
         return new

@@ -16,7 +16,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
 from graphroute.errors import DataValidationError, GraphRouteError, NotFittedError, UnknownLLMError
-from serving.runtime import Batcher, Budget, EventFollower, Foreground, Metrics, ModelThread, Overloaded, Served
+from serving.runtime import (
+    Batcher,
+    Budget,
+    BulkFeedback,
+    Decisions,
+    EventFollower,
+    Foreground,
+    Metrics,
+    ModelThread,
+    Overloaded,
+    Served,
+)
 from serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +67,7 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
             budget=budget,
         )
         state.batcher.start()
+        state.bulk = BulkFeedback(state.follower, state.store, state.foreground, settings.feedback_yield_ms / 1000)
         state.follower.start()
         logger.info("serving %s", state.served.version)
         yield
@@ -74,6 +86,7 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.foreground = Foreground()
+    app.state.decisions = Decisions()
     app.add_middleware(
         LimitsAndMetrics,
         metrics=app.state.metrics,
@@ -98,8 +111,6 @@ class BodyTooLarge(HTTPException):
 
 
 FOREGROUND_PATHS = frozenset({"/v1/route", "/v1/route/batch", "/v1/chat/completions"})
-BACKGROUND_PATHS = frozenset({"/v1/feedback"})
-BACKGROUND_YIELD_S = 0.01  # at most this long a background request waits for routing to pause
 
 
 class LimitsAndMetrics:
@@ -120,8 +131,6 @@ class LimitsAndMetrics:
             finally:
                 self.foreground.leave()
         else:
-            if scope["path"] in BACKGROUND_PATHS:
-                await self.foreground.quiet(BACKGROUND_YIELD_S)
             await self._limited(scope, receive, send)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,7 +19,7 @@ from graphroute import Router
 from graphroute.base import RouteRequest as LibRequest
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.events import FeedbackEvent, LLMAdded, LLMEnabled
-from graphroute.schema import LLMProfile, Recommendation
+from graphroute.schema import ANONYMOUS_USER, LLMProfile, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
 from serving.runtime import Overloaded, Served
@@ -32,17 +32,18 @@ def _lib_request(body: sc.RouteRequest) -> LibRequest:
     return LibRequest(body.query, body.user_id, body.task, body.k, body.alpha, body.candidates, body.max_cost)
 
 
-def _response(recs: list[Recommendation], version: str, request: Request) -> sc.RouteResponse:
+def _response(recs: list[Recommendation], version: str, request: Request, body: sc.RouteRequest) -> sc.RouteResponse:
     request.app.state.metrics.chosen.labels(recs[0].llm).inc()
+    request_id = request.app.state.decisions.record(body.user_id or ANONYMOUS_USER, body.query, recs[0].llm)
     ranking = [sc.RankedLLM(**r.__dict__) for r in recs]
-    return sc.RouteResponse(model_version=version, llm=recs[0].llm, ranking=ranking)
+    return sc.RouteResponse(model_version=version, llm=recs[0].llm, ranking=ranking, request_id=request_id)
 
 
 @router.post("/v1/route", response_model=sc.RouteResponse, dependencies=[ReadKey], tags=["routing"])
 async def route(body: sc.RouteRequest, request: Request) -> sc.RouteResponse:
     """Ranked LLMs for one query and user, with predicted effect, cost and utility."""
     recs, version = await request.app.state.batcher.submit(_lib_request(body))
-    return _response(recs, version, request)
+    return _response(recs, version, request, body)
 
 
 @router.post("/v1/route/batch", response_model=sc.BatchRouteResponse, dependencies=[ReadKey], tags=["routing"])
@@ -50,7 +51,8 @@ async def route_batch(body: sc.BatchRouteRequest, request: Request) -> sc.BatchR
     """Many requests in one call; routed in short steps with single requests between them."""
     results = await request.app.state.batcher.submit_many([_lib_request(r) for r in body.requests])
     version = results[0][1]
-    return sc.BatchRouteResponse(model_version=version, results=[_response(r, v, request) for r, v in results])
+    answers = [_response(r, v, request, b) for (r, v), b in zip(results, body.requests, strict=True)]
+    return sc.BatchRouteResponse(model_version=version, results=answers)
 
 
 @router.post("/v1/feedback", response_model=sc.FeedbackResponse, dependencies=[WriteKey], tags=["feedback"])
@@ -67,11 +69,15 @@ async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep
     if len(served.router.pending_) + len(body.interactions) > limit:
         raise Overloaded(f"{len(served.router.pending_)} feedback rows wait to be folded (limit {limit})")
     rows = [row.model_dump(exclude_none=True) for row in body.interactions]
-    receipt, _ = await request.app.state.follower.commit(
-        lambda: request.app.state.store.append_feedback(rows),
-        lambda r: None if r.event_id is None else FeedbackEvent(tuple(r.stored), id=r.event_id),
-    )
-    request.app.state.metrics.feedback.inc(len(receipt.stored))
+    state = request.app.state
+    if all(state.decisions.routed(row.user_id, row.query) for row in body.interactions):
+        receipt, _ = await state.follower.commit(
+            lambda wait: state.store.append_feedback(rows, wait),
+            lambda r: None if r.event_id is None else FeedbackEvent(tuple(r.stored), id=r.event_id),
+        )
+    else:  # outcomes of queries this server did not just route: a bulk upload, after routing in flight
+        receipt = await state.bulk.submit(rows)
+    state.metrics.feedback.inc(len(receipt.stored))
     users = sorted({r["user_id"] for r in receipt.stored})
     return sc.FeedbackResponse(stored=len(receipt.stored), duplicates=receipt.duplicates, users_adapted=users)
 
@@ -113,7 +119,9 @@ async def disable_llm(name: str, request: Request, served: ServedDep, enabled: b
 async def _commit(request: Request, event: LLMAdded | LLMEnabled) -> tuple[int, Served]:
     """Store an event and apply it; returns its id and the served router it was applied to."""
     store = request.app.state.store
-    return await request.app.state.follower.commit(lambda: store.append(event), lambda i: replace(event, id=i))
+    return await request.app.state.follower.commit(
+        lambda wait: store.append(event, wait), lambda i: replace(event, id=i)
+    )
 
 
 @router.get("/v1/users/{user_id}", response_model=sc.UserPublic, dependencies=[ReadKey], tags=["users"])

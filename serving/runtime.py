@@ -9,6 +9,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from graphroute import Router
 from graphroute.base import RouteRequest
-from graphroute.data.store import EventStore
+from graphroute.data.store import EventStore, FeedbackReceipt, StoreBusy
 from graphroute.encoders import MemoryCache, make_encoder
 from graphroute.errors import GraphRouteError
-from graphroute.events import Event, EventCursor
-from graphroute.replay import ReplayReport, apply_events
+from graphroute.events import Event, EventCursor, FeedbackEvent
+from graphroute.replay import ReplayReport, apply_events, valid_rows
 from graphroute.schema import Recommendation
 
 T = TypeVar("T")
@@ -120,6 +121,20 @@ class Served:
                 self.failed.popitem(last=False)
         return report
 
+    def take(self, event: FeedbackEvent) -> list[str]:
+        """Queue a feedback event's rows for the next fold, from the event loop: no model work, no wait for the
+        model thread (which may be routing a batch). Returns the users whose preference needs a refit (on the
+        model thread, ``refit``)."""
+        report = ReplayReport(last_event=self.cursor)
+        rows = valid_rows(event, self.router.llm_names_, report)
+        _, choosers = self.router.take_feedback(rows) if rows else ([], [])
+        self.cursor = event.id
+        return choosers
+
+    def refit(self, users: Sequence[str]) -> None:
+        with self.lock.write():
+            self.router.refit_users(users)
+
     def fold_step(self, max_new_queries: int) -> int:
         """One bounded step of folding pending feedback into the graph; returns the rows still pending."""
         with self.lock.write():
@@ -143,8 +158,21 @@ def _event_id(event: Event | tuple[int, str]) -> int:
     return event[0] if isinstance(event, tuple) else event.id
 
 
-class ModelThread:
-    """The one OS thread on which the app runs every router call: load, warm-up, routing, feedback, onboarding.
+class SingleThread:
+    """One OS thread that runs the calls given to it, one at a time, in order; the event loop never waits on it."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ModelThread(SingleThread):
+    """The one OS thread on which the app runs every router call: load, warm-up, routing, folding, onboarding.
 
     PyTorch's OpenMP runtime (libgomp) gives each calling thread its own team of worker threads; once a second
     thread has run torch operations, more threads exist than cores and libgomp falls back to short spins and
@@ -154,13 +182,7 @@ class ModelThread:
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphroute-model")
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        super().__init__("graphroute-model")
 
 
 class Metrics:
@@ -233,6 +255,88 @@ class Foreground:
 
     def recent(self, seconds: float) -> bool:
         return time.monotonic() - self._left_at < seconds
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routing decision: who asked what, and which LLM was chosen."""
+
+    user_id: str
+    query: str
+    llm: str
+
+
+class Decisions:
+    """The latest routing decisions (bounded, least recently made dropped), by request id and by (user, query).
+
+    They tie an outcome to the choice that caused it: feedback may name a request id instead of repeating the
+    query, and feedback on a query just routed for that user is the serving loop itself (not a bulk upload), so
+    it is never held back for routing."""
+
+    def __init__(self, max_items: int = 100_000) -> None:
+        self.max_items = max_items
+        self._by_id: OrderedDict[str, Decision] = OrderedDict()
+        self._by_query: dict[tuple[str, str], str] = {}
+
+    def record(self, user_id: str, query: str, llm: str) -> str:
+        request_id = uuid.uuid4().hex
+        self._by_id[request_id] = Decision(user_id, query, llm)
+        self._by_query[(user_id, query)] = request_id
+        while len(self._by_id) > self.max_items:
+            old_id, old = self._by_id.popitem(last=False)
+            if self._by_query.get((old.user_id, old.query)) == old_id:
+                del self._by_query[(old.user_id, old.query)]
+        return request_id
+
+    def get(self, request_id: str) -> Decision | None:
+        return self._by_id.get(request_id)
+
+    def routed(self, user_id: str, query: str) -> bool:
+        return (user_id, query) in self._by_query
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+class BulkFeedback:
+    """Feedback on queries this server did not just route (a bulk upload of outcomes) is background work: it waits
+    for a pause in routing (at most ``yield_s``), then every such request waiting is committed in one
+    transaction and applied as one event. Routing in flight goes first, and a flood of uploads costs the server
+    one commit per pause, not one per request."""
+
+    def __init__(self, follower: EventFollower, store: EventStore, foreground: Foreground, yield_s: float) -> None:
+        self.follower, self.store, self.foreground, self.yield_s = follower, store, foreground, yield_s
+        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[FeedbackReceipt]]] = []
+        self._turn = asyncio.Lock()
+
+    async def submit(self, rows: list[dict[str, Any]]) -> FeedbackReceipt:
+        future: asyncio.Future[FeedbackReceipt] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, future))
+        async with self._turn:
+            if not future.done():
+                await self.foreground.quiet(self.yield_s)
+                batch, self._waiting = self._waiting, []
+                await self._commit(batch)
+        return await future
+
+    async def _commit(self, batch: list[tuple[list[dict[str, Any]], asyncio.Future[FeedbackReceipt]]]) -> None:
+        groups = [rows for rows, _ in batch]
+        try:
+            receipts, _ = await self.follower.commit(
+                lambda wait: self.store.append_feedback_groups(groups, wait), _feedback_event
+            )
+        except Exception as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), receipt in zip(batch, receipts, strict=True):
+            future.set_result(receipt)
+
+
+def _feedback_event(receipts: list[FeedbackReceipt]) -> FeedbackEvent | None:
+    """The one event a batch of feedback receipts stored (None: every row was a duplicate)."""
+    stored = [row for receipt in receipts for row in receipt.stored]
+    return FeedbackEvent(tuple(stored), id=receipts[0].event_id) if receipts[0].event_id is not None else None
 
 
 def estimated_tokens(text: str) -> int:
@@ -366,10 +470,10 @@ class Batcher:
 class EventFollower:
     """Keeps the served router in step with the store.
 
-    Every change made while serving is first committed to the store as an event and then applied (``commit``),
-    in one model-thread step; other replicas' events are found by polling every ``poll_s`` (``sync``). Both
-    apply through ``Served.apply``, which skips what its cursor has passed, so nothing is applied twice or out
-    of order.
+    Every change made while serving is first committed to the store as an event and then applied (``commit``);
+    other replicas' events are found by polling every ``poll_s`` (``sync``). Both deliver events one at a time in
+    id order and skip what the cursor has passed, so nothing is applied twice or out of order. Feedback is only
+    queued (on the event loop, never waiting for the model thread); other changes apply on the model thread.
     Pending feedback is folded into the graph every ``fold_s`` in bounded steps (``fold_queries`` new queries
     embedded per step), so neither feedback nor routing waits for a graph rebuild.
     """
@@ -385,6 +489,7 @@ class EventFollower:
         foreground: Foreground | None = None,
     ) -> None:
         self._served, self.store, self._model = served, store, model
+        self._io = SingleThread("graphroute-store")  # store calls, on one connection of their own
         self.poll_s, self.fold_s, self.fold_queries = poll_s, fold_s, fold_queries
         self.foreground = foreground or Foreground()
         self._lock = asyncio.Lock()
@@ -395,7 +500,7 @@ class EventFollower:
         cursor = served.router.events_cursor_.after(self.store.store_id) if served.router.events_cursor_ else 0
         served.cursor = cursor
         total = ReplayReport(last_event=cursor)
-        while events := await asyncio.to_thread(self.store.events_after, served.cursor, 500):
+        while events := await self._io.run(self.store.events_after, served.cursor, 500):
             report = await self._model.run(served.apply, events)
             total.applied, total.rows, total.skipped = (
                 total.applied + report.applied,
@@ -410,30 +515,46 @@ class EventFollower:
 
     async def sync(self) -> Served:
         """Apply the store's events newer than the served router's cursor (other replicas' changes; after a
-        reload, what was stored while the new router replayed). Concurrent callers share one read."""
+        reload, what was stored while the new router replayed)."""
+        return await self._deliver(None)
+
+    async def commit(self, write: Callable[[bool], T], event_of: Callable[[T], Event | None]) -> tuple[T, Served]:
+        """Write to the store and apply the event it stored, then return. ``write(wait)`` commits and returns its
+        receipt: first tried on the event loop with ``wait`` False (a local SQLite write), on the store thread
+        when it would wait (``StoreBusy``: another writer, or PostgreSQL's network). ``event_of(receipt)`` is
+        the event stored (None: nothing new). Applications run one at a time in id order; an event that is not
+        the very next one (another request or replica wrote in between) makes the store be read from the cursor
+        instead."""
+        try:
+            receipt = write(False)
+        except StoreBusy:
+            receipt = await self._io.run(write, True)
+        event = event_of(receipt)
+        served = await self._deliver(event) if event is not None else self._served()
+        return receipt, served
+
+    async def _deliver(self, event: Event | None) -> Served:
         async with self._lock:
             served = self._served()
-            events = await asyncio.to_thread(self.store.events_after, served.cursor)
-            if events:
-                await self._model.run(served.apply, events)
+            if event is not None and event.id <= served.cursor:
+                return served  # applied already, by a read that found it
+            if event is not None and event.id == served.cursor + 1:
+                events: list[Event | tuple[int, str]] = [event]
+            else:
+                events = await self._io.run(self.store.events_after, served.cursor)
+            for item in events:
+                await self._apply(served, item)
             return served
 
-    async def commit(self, write: Callable[[], T], event_of: Callable[[T], Event | None]) -> tuple[T, Served]:
-        """Write to the store and apply what was written, in one model-thread step: ``write()`` commits and
-        returns its receipt, ``event_of(receipt)`` the event it stored (None: nothing new). Every application
-        runs on the model thread, one at a time, so events apply in id order; an event that is not the very next
-        one (another replica wrote in between) makes the step read the store from the cursor instead.
-        """
-        served = self._served()
-
-        def step() -> T:
-            receipt = write()
-            event = event_of(receipt)
-            if event is not None:
-                served.apply([event] if event.id == served.cursor + 1 else self.store.events_after(served.cursor))
-            return receipt
-
-        return await self._model.run(step), served
+    async def _apply(self, served: Served, event: Event | tuple[int, str]) -> None:
+        """Feedback is queued on the event loop (a refit, when a choice completes, on the model thread); other
+        changes are applied on the model thread."""
+        if isinstance(event, FeedbackEvent):
+            refit = served.take(event)
+            if refit:
+                await self._model.run(served.refit, refit)
+        else:
+            await self._model.run(served.apply, [event])
 
     async def fold(self, served: Served) -> None:
         """Fold all pending feedback, one bounded model step at a time, each in a pause of routing if one comes
@@ -449,6 +570,7 @@ class EventFollower:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._io.shutdown()
 
     async def _run(self) -> None:
         while True:

@@ -39,6 +39,7 @@ class RouteResponse(BaseModel):
     model_version: str
     llm: str = Field(description="The top choice.")
     ranking: list[RankedLLM]
+    request_id: str = Field(description="Names this decision in /v1/feedback (while the server remembers it).")
 
 
 class BatchRouteRequest(_Body):

@@ -55,6 +55,12 @@ class ServeSettings(BaseSettings):
     fold_interval_s: float = Field(
         default=1.0, gt=0, description="How often pending feedback is folded into the reference graph."
     )
+    feedback_yield_ms: float = Field(
+        default=12.0,
+        ge=0,
+        description="How long feedback on queries this server did not just route (a bulk upload) waits, at most, "
+        "for a pause in routing (routing goes first on a busy server; feedback on a routed query never waits).",
+    )
     max_pending_rows: int = Field(
         default=50_000, gt=0, description="Feedback rows waiting to be folded before feedback gets 503."
     )

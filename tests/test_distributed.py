@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from graphroute import Router
-from graphroute.bench.service import free_port
+from graphroute.bench.http import free_port
 from graphroute.data.io import write_catalog, write_interactions
 from graphroute.data.synthetic import make_demo_logs
 from tests.test_cli import cli

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -16,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from graphroute.bench import feedback as fb
+from graphroute.bench.http import free_port, post_all
 from graphroute.config import RouterConfig
+from graphroute.data.store import open_store
 from graphroute.data.synthetic import make_demo_logs
 
 BATCH_SIZES = (16, 32, 64)  # batched-embedding throughput is the best of these
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (servers started by benchmarks and tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -34,7 +30,12 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run_service(
-    n_single: int = 200, n_concurrent: int = 640, clients: int = 16, rounds: int = 3, seed: int = 0
+    n_single: int = 200,
+    n_concurrent: int = 640,
+    clients: int = 16,
+    rounds: int = 3,
+    seed: int = 0,
+    feedback_routes: int = 1440,
 ) -> dict[str, object]:
     """Latency and throughput of /v1/route next to bare embedding time and batched-embedding throughput.
 
@@ -42,6 +43,8 @@ def run_service(
     two phases: single queries alternate in blocks of ``BLOCK`` (embedded in-process, then routed over HTTP back
     to back), and again one by one (each request then finds the server idle: "after idle"); the burst alternates
     batched embedding and concurrent routing ``rounds`` times, and the ratio is the median of the rounds' ratios.
+    Then the feedback phase (``graphroute.bench.feedback``) on the same server: ``feedback_routes`` fresh queries
+    for the route-then-feedback rounds, a feedback burst, and a batch of long texts beside single routes.
     """
     from graphroute.encoders import SentenceTransformerEncoder
     from graphroute.router import Router
@@ -50,11 +53,23 @@ def run_service(
     seen = set(logs["query"])
     pool = make_demo_logs(n_queries=2 * (n_single + n_concurrent), per_query=1, seed=seed + 99)[0]["query"]
     queries = [q for q in dict.fromkeys(pool) if q not in seen]
-    single, burst = queries[:n_single], queries[n_single : n_single + n_concurrent]
+    # every phase routes queries the server has not seen: it keeps their embeddings in memory once routed
+    need = 2 * n_single + rounds * n_concurrent + 2 * feedback_routes
+    fresh = [f"{q} (case {i})" for i, q in enumerate(queries * (1 + need // len(queries)))]
+    single, idle = fresh[:n_single], fresh[n_single : 2 * n_single]
+    bursts = [fresh[2 * n_single + r * n_concurrent : 2 * n_single + (r + 1) * n_concurrent] for r in range(rounds)]
+    rest = fresh[2 * n_single + rounds * n_concurrent :]
+    deploy, beside = rest[:feedback_routes], rest[feedback_routes : 2 * feedback_routes]
+    key = secrets.token_hex(8)
     with tempfile.TemporaryDirectory() as tmp:
         Router(RouterConfig(encoder={"kind": "minilm", "cache_dir": None})).fit(logs, llms).save(Path(tmp) / "r")
         port = free_port()
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRAPHROUTE_STORE_URL": str(Path(tmp) / "s.sqlite")}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "GRAPHROUTE_STORE_URL": str(Path(tmp) / "s.sqlite"),
+            "GRAPHROUTE_API_KEY": key,
+        }
         server = subprocess.Popen(
             [sys.executable, "-m", "graphroute.cli", "serve", str(Path(tmp) / "r"), "--port", str(port)],
             env=env,
@@ -65,10 +80,17 @@ def run_service(
             _wait(f"http://127.0.0.1:{port}")
             encoder = SentenceTransformerEncoder()
             encoder.encode(["warm up"])
-            asyncio.run(_post_all(port, [{"query": "warm up"}], 1))
+            asyncio.run(post_all(port, [{"query": "warm up"}], 1))
             embed, route = _single(encoder, port, single, BLOCK)
-            idle_embed, idle_route = _single(encoder, port, single, 1)
-            rounds_out = [_round(encoder, port, burst, clients) for _ in range(rounds)]
+            idle_embed, idle_route = _single(encoder, port, idle, 1)
+            rounds_out = [_round(encoder, port, burst, clients) for burst in bursts]
+            headers = {"X-API-Key": key}
+            feedback = {
+                "deployment": fb.deployment_rounds(port, deploy, headers, rounds=rounds),
+                "burst": fb.feedback_burst(port, headers),
+                "long_batch": fb.batch_interference(port, beside, fb.long_texts(256, 3_700)),
+            }
+            feedback["burst"]["rows_in_store"] = len(open_store(Path(tmp) / "s.sqlite").read())
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -79,7 +101,7 @@ def run_service(
         "single_after_idle": _latency(idle_embed, idle_route),
         "concurrent": {
             "clients": clients,
-            "requests": len(burst),
+            "requests": n_concurrent,
             "rounds": rounds,
             "failures": sum(int(r["failures"]) for r in rounds_out),
             "route_requests_per_s": middle["route_requests_per_s"],
@@ -88,6 +110,7 @@ def run_service(
             "ratio_to_batched_embedding": round(float(np.median(ratios)), 3),
             "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         },
+        **feedback,
         "cpu_count": os.cpu_count(),
     }
 
@@ -155,7 +178,7 @@ def _round(encoder: object, port: int, burst: list[str], clients: int) -> dict[s
     best = max(batched, key=lambda b: batched[b])
     time.sleep(SETTLE_S)
     start = time.perf_counter()
-    _, failures = asyncio.run(_post_all(port, [{"query": q} for q in burst], clients))
+    _, failures = asyncio.run(post_all(port, [{"query": q} for q in burst], clients))
     return {
         "route_requests_per_s": round(len(burst) / (time.perf_counter() - start), 1),
         "batched_embedding_per_s": round(batched[best], 1),
@@ -177,45 +200,9 @@ def _wait(url: str) -> None:
     raise RuntimeError("server did not become ready")
 
 
-async def _post_all(port: int, bodies: list[dict[str, object]], clients: int) -> tuple[list[float], int]:
-    """POST each body to /v1/route over ``clients`` keep-alive HTTP/1.1 connections; per-request seconds and
-    the number of non-200 answers.
-
-    A minimal client on purpose: the server and the load share this machine's cores, and httpx spends about
-    2.6 ms of CPU per request (measured) that would be taken from the server being measured.
-    """
-    head = "POST /v1/route HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    requests = [
-        f"{head}Content-Length: {len(p)}\r\n\r\n".encode() + p for p in (json.dumps(b).encode() for b in bodies)
-    ]
-    seconds: list[float] = []
-    failures = 0
-
-    async def connection(part: list[bytes]) -> None:
-        nonlocal failures
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for request in part:
-                start = time.perf_counter()
-                writer.write(request)
-                status = int((await reader.readline()).split()[1])
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                seconds.append(time.perf_counter() - start)
-                failures += status != 200
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(connection(requests[i::clients]) for i in range(clients)))
-    return seconds, failures
-
-
 def format_service(results: dict[str, object]) -> str:
     from graphroute.bench.report import format_table
 
-    parts = [format_table([results[key]]) for key in ("single", "single_after_idle", "concurrent")]  # type: ignore[list-item]
+    keys = ("single", "single_after_idle", "concurrent", "deployment", "burst", "long_batch")
+    parts = [f"{key}:\n" + format_table([results[key]]) for key in keys if key in results]  # type: ignore[list-item]
     return "\n\n".join(parts)

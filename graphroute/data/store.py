@@ -35,6 +35,11 @@ FEEDBACK_ID = s.FEEDBACK_ID
 _TYPES = {s.EFFECT: "REAL", s.COST: "REAL", s.CHOSEN: "INTEGER", s.TOKENS_IN: "REAL", s.TOKENS_OUT: "REAL"}
 WRITE_LOCK = 7_231_014  # PostgreSQL advisory lock key of the store's writers
 READ_LIMIT = 5_000  # events per read of ``events_after``
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite write waits for another writer
+
+
+class StoreBusy(Exception):
+    """A write that would have to wait (see ``EventStore.append_feedback``); nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,26 @@ class EventStore:
         return con
 
     @contextmanager
-    def _transaction(self, write: bool = False) -> Iterator[Any]:
+    def _transaction(self, write: bool = False, wait: bool = True) -> Iterator[Any]:
+        """One transaction on this thread's connection. ``wait`` False: ``StoreBusy`` at once where the write
+        would wait (another writer holds a SQLite store; any PostgreSQL round trip)."""
+        if not wait and self.dialect.name != "sqlite":
+            raise StoreBusy("a PostgreSQL write waits on the network")
         con = self._connection()
         cur = con.cursor()
         try:
-            if write or self.dialect.name == "sqlite":
-                cur.execute(self.dialect.begin_write if write else "BEGIN")
+            if not wait:
+                cur.execute("PRAGMA busy_timeout = 0")
+            try:
+                if write or self.dialect.name == "sqlite":
+                    cur.execute(self.dialect.begin_write if write else "BEGIN")
+            except sqlite3.OperationalError as exc:
+                if not wait:
+                    raise StoreBusy(str(exc)) from exc
+                raise
+            finally:
+                if not wait:
+                    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             yield cur
             con.commit()
         except BaseException:
@@ -170,27 +189,46 @@ class EventStore:
         ).fetchone()
         return int(found[0])
 
-    def append(self, event: Event) -> int:
-        """Commit one event (feedback goes through ``append_feedback``); returns its id."""
+    def append(self, event: Event, wait: bool = True) -> int:
+        """Commit one event (feedback goes through ``append_feedback``); returns its id. ``wait`` as in
+        ``append_feedback``."""
         if isinstance(event, FeedbackEvent):
-            receipt = self.append_feedback(list(event.rows))
+            receipt = self.append_feedback(list(event.rows), wait)
             return receipt.event_id or 0
-        with self._transaction(write=True) as cur:
+        with self._transaction(write=True, wait=wait) as cur:
             return self._insert_event(cur, event.kind, event.payload())
 
-    def append_feedback(self, rows: Sequence[dict[str, Any]]) -> FeedbackReceipt:
-        """Commit the rows whose ``feedback_id`` is new (or absent) as one feedback event; all or nothing."""
-        with self._transaction(write=True) as cur:
-            fresh = self._fresh(cur, rows)
+    def append_feedback(self, rows: Sequence[dict[str, Any]], wait: bool = True) -> FeedbackReceipt:
+        """Commit the rows whose ``feedback_id`` is new (or absent) as one feedback event; all or nothing.
+
+        ``wait`` False: raise ``StoreBusy`` instead of waiting for another writer or a network round trip, so a
+        server can commit on its event loop when that costs a local file write only (a hand-off to a thread
+        costs more than the write: measured with 8 clients routing and reporting, 0.75 against 0.86 of the
+        route-only throughput) and hand the write to a thread otherwise.
+        """
+        return self.append_feedback_groups([rows], wait)[0]
+
+    def append_feedback_groups(
+        self, groups: Sequence[Sequence[dict[str, Any]]], wait: bool = True
+    ) -> list[FeedbackReceipt]:
+        """Several requests' rows in one transaction and one event (a server batches bulk uploads so), with a
+        receipt per group; a feedback id repeated across groups is stored once, for the first."""
+        with self._transaction(write=True, wait=wait) as cur:
+            fresh = self._fresh(cur, [row for group in groups for row in group])
             if not fresh:
-                return FeedbackReceipt(None, [], len(rows))
+                return [FeedbackReceipt(None, [], len(group)) for group in groups]
             event = self._insert_event(cur, FEEDBACK, {})
             names = ", ".join(COLUMNS)
             marks = ", ".join("?" * (len(COLUMNS) + 3))
             now = _now()
             text = f"INSERT INTO interactions (event_id, {FEEDBACK_ID}, received_at, {names}) VALUES ({marks})"
             cur.executemany(self.dialect.sql(text), [(event, r.get(FEEDBACK_ID), now, *_row_values(r)) for r in fresh])
-        return FeedbackReceipt(event, fresh, len(rows) - len(fresh))
+        kept = {id(r) for r in fresh}
+        receipts = []
+        for group in groups:
+            stored = [r for r in group if id(r) in kept]
+            receipts.append(FeedbackReceipt(event, stored, len(group) - len(stored)))
+        return receipts
 
     def _fresh(self, cur: Any, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows whose feedback id is neither stored nor repeated earlier in ``rows`` (runs under the write lock)."""
@@ -268,7 +306,7 @@ class EventStore:
 
 def _sqlite(path: Path) -> Any:
     def connect() -> sqlite3.Connection:
-        con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
         return con

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from graphroute import Router
-from graphroute.bench.service import free_port
+from graphroute.bench.http import free_port
 from serving.app import create_app
 from serving.settings import ServeSettings
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from graphroute.bench.service import _post_all, _single
+from graphroute.bench.http import post_all
+from graphroute.bench.service import _single
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tests.serving.conftest import ThreadServer
@@ -19,7 +20,7 @@ def test_load_client_gets_every_answer_and_counts_failures(run_dir: Path, tmp_pa
     bodies.append({"query": ""})  # empty query: a 422, which must be counted, not hang the connection
     with ThreadServer(app) as url:
         port = int(url.rsplit(":", 1)[1])
-        seconds, failures = asyncio.run(_post_all(port, bodies, clients=3))
+        seconds, failures = asyncio.run(post_all(port, bodies, clients=3))
     assert len(seconds) == len(bodies) and all(s > 0 for s in seconds)
     assert failures == 1
 
@@ -48,3 +49,28 @@ def test_single_client_timings_pair_each_query_in_blocks_and_one_by_one(run_dir:
             assert len(embed) == len(route) == len(queries) and all(t > 0 for t in embed + route)
         with pytest.raises(RuntimeError, match="422"):
             _single(_CountingEncoder(), port, ["fine", " "], 2)
+
+
+def test_feedback_phases_measure_what_they_say(run_dir: Path, tmp_path: Path) -> None:
+    """The feedback phase's three measurements on a small server: every route and feedback answered, the rows
+    counted are the rows stored, the batch really in flight beside the single routes."""
+    from graphroute.bench import feedback as fb
+    from graphroute.data.store import open_store
+    from tests.serving.conftest import KEY
+
+    store = tmp_path / "s.sqlite"
+    app = create_app(ServeSettings(router_dir=run_dir, store_url=str(store), api_key=KEY))
+    headers = {"X-API-Key": KEY}
+    with ThreadServer(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        queries = [f"Solve {i} + {i} (case {i})" for i in range(48)]
+        deployment = fb.deployment_rounds(port, queries, headers, clients=4, rounds=2)
+        assert deployment["failures"] == 0 and deployment["routes_per_phase"] == 12
+        assert len(open_store(store).read()) == 2 * 12  # one feedback row per route of the feedback phases
+        burst = fb.feedback_burst(port, headers, clients=2, seconds=0.5)
+        assert burst["failures"] == 0 and burst["rows_acked"] > 0
+        assert len(open_store(store).read()) == 24 + burst["rows_acked"]
+        singles = [f"What is {i} times {i}?" for i in range(200)]
+        batch = fb.batch_interference(port, singles, fb.long_texts(64, 2_000), n_alone=5)
+        assert batch["batch_status"] == 200 and batch["singles_beside_batch"] > 0
+        assert len(fb.long_texts(3, 100)[0]) == 100

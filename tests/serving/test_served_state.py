@@ -111,6 +111,10 @@ def test_served_changes_survive_kill_restart_reload_and_a_retrain(
         server.stop()
 
 
+def ranking(url: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(httpx.post(f"{url}/v1/route", json=query).json()["ranking"])
+
+
 def test_two_replicas_on_one_postgres_see_each_other(run_dir: Path, pg_url: str) -> None:
     a, b = ProcessServer(run_dir, pg_url), ProcessServer(run_dir, pg_url)
     url_a, url_b = a.start(), b.start()
@@ -136,7 +140,7 @@ def test_two_replicas_on_one_postgres_see_each_other(run_dir: Path, pg_url: str)
             r["llm"] for r in httpx.post(f"{url_a}/v1/route", json=query).json()["ranking"]
         ]
         deadline = time.monotonic() + 5  # once both have folded the feedback into their graphs, they agree exactly
-        while httpx.post(f"{url_b}/v1/route", json=query).json() != httpx.post(f"{url_a}/v1/route", json=query).json():
+        while ranking(url_b, query) != ranking(url_a, query):
             assert time.monotonic() < deadline, "the replicas' predictions did not converge"
             time.sleep(0.2)
 
