@@ -262,6 +262,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     missing = [f for f in FILES if not (Path(args.run_dir) / f).is_file()]
     if missing:
         raise CorruptRouterError(f"{args.run_dir}: not a saved router (missing {', '.join(missing)})")
+    logging.getLogger("serving").setLevel(logging.INFO)  # start-up: the store, what was replayed, the version
     settings = ServeSettings(router_dir=args.run_dir, **({"store_url": args.store} if args.store else {}))
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
