@@ -230,8 +230,7 @@ class BaseRouter:
         """Embed queries and count their tokens; tasks stay as given (inferred later when absent or unseen)."""
         self._check_fitted()
         for i, q in enumerate(queries):
-            if not isinstance(q, str) or not q.strip():
-                raise DataValidationError(f"query {i + 1}: empty query (value {q!r})")
+            _check_query(q, f"query {i + 1}")
         texts = list(queries)
         emb = self.encoder_.encode(texts)
         tokens = self.encoder_.count_tokens(texts).astype(float)
@@ -299,6 +298,13 @@ class BaseRouter:
         policy.check_alpha(alpha)
         a = self.config.policy.alpha if alpha is None else alpha
         return np.full(len(batch), a), np.zeros((len(batch), len(self.llms_)))
+
+    def check_request(self, request: RouteRequest) -> None:
+        """What ``recommend_many`` would reject in this request (a blank or invalid query, an alpha outside [0, 1],
+        unknown or disabled candidates), so a server can answer it alone instead of failing its batch."""
+        _check_query(request.query, "query")
+        policy.check_alpha(request.alpha)
+        self.allowed_mask(request.candidates)
 
     def allowed_mask(self, candidates: Sequence[str] | None = None) -> np.ndarray:
         """Enabled LLMs, restricted to ``candidates`` when given. Shapes: → (L,)."""
@@ -386,3 +392,12 @@ class BaseRouter:
         for j, r in pd.Series(ratio).groupby(f["l"].to_numpy()).median().items():
             out[int(j)] = float(r)
         return out
+
+
+def _check_query(query: object, where: str) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise DataValidationError(f"{where}: empty query (value {query!r})")
+    try:
+        s.valid_unicode(query)
+    except ValueError as exc:
+        raise DataValidationError(f"{where}: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,9 +41,18 @@ MAX_TEXT_CHARS = 20_000  # a query or chat message over HTTP
 
 def not_blank(value: str) -> str:
     """Reject text that is only whitespace (any Unicode space, as ``str.strip`` sees it): it would embed to noise
-    and, as a name, could never be addressed again."""
+    and, as a name, could never be addressed again; and text that is not valid Unicode (a lone surrogate, which
+    JSON can carry), which no tokenizer or store can encode."""
     if not value.strip():
         raise ValueError("must not be blank")
+    return valid_unicode(value)
+
+
+def valid_unicode(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode text ({exc.reason} at position {exc.start})") from exc
     return value
 
 
@@ -83,12 +93,44 @@ class LLMProfile(BaseModel):
     size: float | None = Field(default=None, ge=0, le=MAX_SIZE, description="Parameter count in billions.")
     context_length: int | None = Field(default=None, gt=0, le=int(MAX_TOKENS), description="Context window in tokens.")
     latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, description="Typical latency in ms.")
-    base_url: str | None = Field(default=None, pattern=r"^https?://\S+$", description="OpenAI-compatible endpoint.")
+    base_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://\S+$",
+        description="OpenAI-compatible endpoint (…/v1), without credentials, query or fragment; several LLMs of "
+        "one provider share it.",
+    )
+    provider_model: str | None = Field(
+        default=None, min_length=1, max_length=256, description="The model id the provider expects; default: name."
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=128,
+        description="Name of the environment variable that holds the provider's API key (read when a request is "
+        "forwarded; the key itself is never stored, logged or returned).",
+    )
 
     @field_validator("name", "description")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         return not_blank(value).strip()
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        """Credentials in a URL would be shown by every listing and sent upstream; a query or fragment would
+        swallow the path the proxy appends."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (use api_key_env)")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("must not have a query or fragment")
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        return value.rstrip("/")
 
     def profile_text(self) -> str:
         """The text embedded as the LLM's node feature."""

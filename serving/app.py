@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
@@ -55,6 +55,8 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         report = await state.follower.replay(start)
         logger.info("store events: %s", report.summary())
         state.served = start
+        state.upstream_allow = settings.upstream_allow or sorted({m.base_url for m in start.router.llms_ if m.base_url})
+        logger.info("upstreams allowed: %s", state.upstream_allow or "none")
         state.http = httpx.AsyncClient(timeout=settings.proxy_timeout_s)
         budget = Budget(
             step_tokens=settings.step_tokens, bulk_step_tokens=settings.bulk_step_tokens, max_queue=settings.max_queue
@@ -82,7 +84,10 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         version="1",
         lifespan=lifespan,
         description="Per-user LLM routing: recommendations, feedback, onboarding, OpenAI-compatible proxy.",
+        docs_url=None,
+        redoc_url=None,
     )
+    _add_docs(app)
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.foreground = Foreground()
@@ -162,17 +167,69 @@ class LimitsAndMetrics:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc with their scripts served by the app (from the fastapi-offline
+    package), so the pages work without the internet."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="GraphRoute API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="GraphRoute API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+OPENAI_PATHS = frozenset({"/v1/chat/completions"})
+
+
+def _error(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    """Every error names what is wrong in ``detail``; on the OpenAI-compatible path it also has OpenAI's shape
+    (``error.message``), which is what OpenAI's client libraries show."""
+    body: dict[str, object] = {"detail": message, **extra}
+    if request.url.path in OPENAI_PATHS:
+        kind = "invalid_request_error" if status < 500 else "upstream_error" if status in (502, 504) else "server_error"
+        body["error"] = {"message": message, "type": kind, "code": status}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     status = {DataValidationError: 422, UnknownLLMError: 404, NotFittedError: 503}
 
     @app.exception_handler(GraphRouteError)
     async def library_error(request: Request, exc: GraphRouteError) -> JSONResponse:
-        code = next((c for t, c in status.items() if isinstance(exc, t)), 400)
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+        return _error(request, next((c for t, c in status.items() if isinstance(exc, t)), 400), str(exc))
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse({"detail": f"overloaded: {exc}"}, status_code=503, headers={"Retry-After": "1"})
+        return _error(request, 503, f"overloaded: {exc}", {"Retry-After": "1"})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -180,4 +237,4 @@ def _add_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
-        return JSONResponse({"detail": f"invalid request: {fields}", "errors": errors}, status_code=422)
+        return _error(request, 422, f"invalid request: {fields}", errors=errors)

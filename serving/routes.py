@@ -17,12 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from graphroute import Router
 from graphroute.base import RouteRequest as LibRequest
+from graphroute.data.io import catalog_from_records
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.events import FeedbackEvent, LLMAdded, LLMEnabled
-from graphroute.schema import ANONYMOUS_USER, LLMProfile, Recommendation
+from graphroute.schema import ANONYMOUS_USER, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
-from serving.runtime import Overloaded, Served
+from serving.proxy import upstream_allowed
+from serving.runtime import Decisions, Overloaded, Served
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -59,18 +61,18 @@ async def route_batch(body: sc.BatchRouteRequest, request: Request) -> sc.BatchR
 async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep) -> sc.FeedbackResponse:
     """Store interactions durably (2xx only after commit), then adapt their users at once. Rows with a
     ``feedback_id`` already stored are not stored again, so a client may retry a request safely."""
-    names = set(served.router.llm_names_)
-    for i, row in enumerate(body.interactions):
-        if row.llm not in names:
-            raise DataValidationError(
-                f"interactions.{i}.llm: LLM not in the catalog (value {row.llm!r}; known: {sorted(names)})"
-            )
-    limit = request.app.state.settings.max_pending_rows
-    if len(served.router.pending_) + len(body.interactions) > limit:
-        raise Overloaded(f"{len(served.router.pending_)} feedback rows wait to be folded (limit {limit})")
-    rows = [row.model_dump(exclude_none=True) for row in body.interactions]
     state = request.app.state
-    if all(state.decisions.routed(row.user_id, row.query) for row in body.interactions):
+    rows = _resolved(body.interactions, state.decisions)
+    names = set(served.router.llm_names_)
+    for i, row in enumerate(rows):
+        if row["llm"] not in names:
+            raise DataValidationError(
+                f"interactions.{i}.llm: LLM not in the catalog (value {row['llm']!r}; known: {sorted(names)})"
+            )
+    limit = state.settings.max_pending_rows
+    if len(served.router.pending_) + len(rows) > limit:
+        raise Overloaded(f"{len(served.router.pending_)} feedback rows wait to be folded (limit {limit})")
+    if all(state.decisions.routed(row["user_id"], row["query"]) for row in rows):
         receipt, _ = await state.follower.commit(
             lambda wait: state.store.append_feedback(rows, wait),
             lambda r: None if r.event_id is None else FeedbackEvent(tuple(r.stored), id=r.event_id),
@@ -82,10 +84,29 @@ async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep
     return sc.FeedbackResponse(stored=len(receipt.stored), duplicates=receipt.duplicates, users_adapted=users)
 
 
+def _resolved(rows: list[sc.FeedbackRow], decisions: Decisions) -> list[dict[str, object]]:
+    """Feedback rows as log rows: a ``request_id`` stands for the user, query and LLM of that decision."""
+    out = []
+    for i, row in enumerate(rows):
+        data = row.model_dump(exclude_none=True)
+        request_id = data.pop("request_id", None)
+        if request_id is not None:
+            decision = decisions.get(request_id)
+            if decision is None:
+                raise DataValidationError(
+                    f"interactions.{i}.request_id: unknown or expired (value {request_id!r}); "
+                    "send user_id, query and llm instead"
+                )
+            for key, value in (("user_id", decision.user_id), ("query", decision.query), ("llm", decision.llm)):
+                data.setdefault(key, value)
+        out.append(data)
+    return out
+
+
 def _public(router_: Router, name: str) -> sc.LLMPublic:
     i = router_.llm_names_.index(name)
     m = router_.llms_[i]
-    fields = m.model_dump(include={"name", "description", "input_price", "output_price", "base_url"})
+    fields = m.model_dump(include={"name", "description", "input_price", "output_price", "base_url", "provider_model"})
     return sc.LLMPublic(**fields, enabled=bool(router_.enabled_[i]))
 
 
@@ -97,7 +118,12 @@ def list_llms(served: ServedDep) -> list[sc.LLMPublic]:
 @router.post("/v1/llms", response_model=sc.LLMPublic, status_code=201, dependencies=[WriteKey], tags=["llms"])
 async def add_llm(body: sc.LLMCreate, request: Request, served: ServedDep) -> sc.LLMPublic:
     """Onboard an LLM from its description and prices (and optional probe outcomes); routable at once."""
-    profile = LLMProfile.model_validate(body.model_dump(exclude={"probes"}))
+    (profile,) = catalog_from_records([body.model_dump(exclude={"probes"}, exclude_none=True)], source="body")
+    if profile.base_url and not upstream_allowed(profile.base_url, request.app.state.upstream_allow):
+        raise DataValidationError(
+            f"base_url: {profile.base_url!r} is not under an allowed upstream ({request.app.state.upstream_allow}); "
+            "see GRAPHROUTE_UPSTREAM_ALLOW"
+        )
     probes = [p.model_dump() for p in body.probes] if body.probes else None
     await request.app.state.model.run(served.read, lambda r: r.check_llm(profile, probes))
     event = LLMAdded(profile.model_dump(exclude_none=True), None if probes is None else tuple(probes))

@@ -95,7 +95,7 @@ class Served:
             valid = []
             for i, request in enumerate(requests):
                 try:
-                    self.router.allowed_mask(request.candidates)
+                    self.router.check_request(request)
                     valid.append(i)
                     out.append([])
                 except GraphRouteError as exc:

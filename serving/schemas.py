@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphroute import schema as s
 from graphroute.schema import Interaction, NonBlankStr
@@ -52,7 +52,21 @@ class BatchRouteResponse(BaseModel):
 
 
 class FeedbackRow(Interaction):
-    query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt.")
+    """A feedback row: the log's columns, or a ``request_id`` from a route or chat answer in place of
+    user_id, query and llm."""
+
+    request_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The decision this outcome is of (from its answer)."
+    )
+    user_id: NonBlankStr | None = Field(default=None, min_length=1, max_length=256, description="Who asked.")
+    query: NonBlankStr | None = Field(default=None, min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt.")
+    llm: NonBlankStr | None = Field(default=None, min_length=1, max_length=256, description="The LLM that answered.")
+
+    @model_validator(mode="after")
+    def _named(self) -> FeedbackRow:
+        if self.request_id is None and None in (self.user_id, self.query, self.llm):
+            raise ValueError("give user_id, query and llm, or the request_id of the answer")
+        return self
 
 
 class FeedbackRequest(_Body):
@@ -79,7 +93,9 @@ class LLMCreate(_Body):
     size: float | None = Field(default=None, ge=0, le=s.MAX_SIZE)
     context_length: int | None = Field(default=None, gt=0, le=int(s.MAX_TOKENS))
     latency_ms: float | None = Field(default=None, ge=0, le=s.MAX_LATENCY_MS)
-    base_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    base_url: str | None = Field(default=None, max_length=2048, description="Must match GRAPHROUTE_UPSTREAM_ALLOW.")
+    provider_model: str | None = Field(default=None, min_length=1, max_length=256)
+    api_key_env: str | None = Field(default=None, max_length=128)
     probes: list[Probe] | None = Field(default=None, max_length=10_000)
 
 
@@ -90,6 +106,7 @@ class LLMPublic(BaseModel):
     output_price: float
     enabled: bool
     base_url: str | None = None
+    provider_model: str | None = None
 
 
 class UserPublic(BaseModel):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STORE_NAME = "graphroute-events.sqlite"
 
@@ -25,6 +26,19 @@ class ServeSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="Larger request bodies get 413.")
     proxy_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of forwarded chat completions.")
+    upstream_allow: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="URL prefixes an LLM's base_url must start with to be onboarded or forwarded to (comma-separated "
+        "in the environment). Unset: the base_urls of the router's catalog at start-up.",
+    )
+    proxy_fallback: bool = Field(
+        default=False,
+        description="When the routed LLM's provider fails (5xx, timeout, unreachable), retry once on the next-ranked "
+        "LLM (the model used is in X-GraphRoute-Model).",
+    )
+    max_upstream_bytes: int = Field(
+        default=10_000_000, gt=0, description="Largest provider response relayed (streamed or not); beyond: 502."
+    )
     batch_window_ms: float = Field(
         default=0.0,
         ge=0,
@@ -64,6 +78,13 @@ class ServeSettings(BaseSettings):
     max_pending_rows: int = Field(
         default=50_000, gt=0, description="Feedback rows waiting to be folded before feedback gets 503."
     )
+
+    @field_validator("upstream_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def store_location(self) -> str:
         return self.store_url or str(self.router_dir.resolve().parent / DEFAULT_STORE_NAME)
