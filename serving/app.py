@@ -16,18 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphroute.data.store import open_store
 from graphroute.errors import DataValidationError, GraphRouteError, NotFittedError, UnknownLLMError
-from serving.runtime import (
-    Batcher,
-    Budget,
-    BulkFeedback,
-    Decisions,
-    EventFollower,
-    Foreground,
-    Metrics,
-    ModelThread,
-    Overloaded,
-    Served,
-)
+from serving.follower import BulkFeedback, Decisions, EventFollower
+from serving.runtime import Metrics, ModelThread, Overloaded, Served
+from serving.scheduler import Batcher, Budget, Foreground
 from serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)

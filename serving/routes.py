@@ -23,8 +23,9 @@ from graphroute.events import FeedbackEvent, LLMAdded, LLMEnabled
 from graphroute.schema import ANONYMOUS_USER, Recommendation
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
+from serving.follower import Decisions
 from serving.proxy import upstream_allowed
-from serving.runtime import Decisions, Overloaded, Served
+from serving.runtime import Overloaded, Served
 
 logger = logging.getLogger(__name__)
 router = APIRouter()

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from graphroute.base import RouteRequest
-from serving.runtime import Batcher, Budget, ModelThread, Overloaded
+from serving.runtime import ModelThread, Overloaded
+from serving.scheduler import Batcher, Budget
 
 
 def batch_sizes(load_window_s: float) -> list[int]:
