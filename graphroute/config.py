@@ -17,8 +17,22 @@ class EncoderConfig(_Strict):
         default="minilm", description="'minilm': bundled all-MiniLM-L6-v2; 'hashing': fast deterministic (tests)."
     )
     dim: int = Field(default=384, gt=0, description="Output dimension of the hashing encoder.")
-    batch_size: int = Field(default=64, gt=0, description="Texts per encoder batch.")
-    cache_dir: str | None = Field(default=None, description="Folder of the on-disk embedding cache; None = off.")
+    batch_size: int = Field(default=32, gt=0, description="Texts per encoder batch (sorted by length).")
+    cache_dir: str | None = Field(
+        default=None,
+        description="Folder of the on-disk embedding cache and the exported ONNX model; None: no cache, the model "
+        "exported into a temporary folder per process.",
+    )
+    runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="What runs MiniLM: 'onnx' (ONNX Runtime, about twice as fast on a CPU; checked against the "
+        "reference at first use) or 'torch' (sentence-transformers, the reference).",
+    )
+    quantize: bool = Field(
+        default=False,
+        description="Run MiniLM quantised to int8 (onnx runtime only): faster still, vectors at cosine 0.96-0.98 "
+        "to the exact ones.",
+    )
 
 
 class GraphConfig(_Strict):

@@ -146,8 +146,7 @@ class Served:
     def load(cls, folder: Path, cache_items: int = 20_000) -> Served:
         """Load a router folder for serving: its encoder gets a bounded in-memory cache (never the on-disk one)."""
         router = Router.load(folder)
-        serving = router.config.encoder.model_copy(update={"cache_dir": None})
-        router.encoder_ = MemoryCache(make_encoder(serving), cache_items)
+        router.encoder_ = MemoryCache(make_encoder(router.config.encoder, cache_vectors=False), cache_items)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
         router.predict_outcomes(["warm-up"])  # build the inference cache before the first request
         return cls(router, f"{folder.name}:{digest}")
