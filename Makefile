@@ -1,6 +1,8 @@
 # The two commands of the README. Both create .venv first when it is missing.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# benchmark sets (llmrouter-9llm/, routerdc-7llm/); override with GRAPHROUTE_DATA=… make bench
+export GRAPHROUTE_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test env bench
 
@@ -15,6 +17,7 @@ demo: env
 test: env
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
 
 bench: env

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from graphroute._version import __version__
 from graphroute.config import RouterConfig
 from graphroute.schema import LLMProfile, Recommendation
 
 if TYPE_CHECKING:
     from graphroute.router import Router
 
-__version__ = "0.1.0"
 __all__ = ["LLMProfile", "Recommendation", "Router", "RouterConfig", "__version__"]
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graphroute.base import LogTables, QueryBatch
 from graphroute.config import RouterConfig
 from graphroute.costs import CostScaler, catalog_costs
+from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.errors import CorruptRouterError
 from graphroute.events import EventCursor
 from graphroute.graph.builder import similarity_lists
@@ -46,7 +46,7 @@ R = TypeVar("R", bound="Router")
 def _versions() -> dict[str, str]:
     import torch_geometric
 
-    from graphroute import __version__
+    from graphroute._version import __version__
 
     return {"graphroute": __version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__}
 
@@ -92,6 +92,43 @@ def save_router(router: Router, path: Path) -> None:
     (path / "users.json").write_text(json.dumps(prefs))
 
 
+def check_saved(path: Path) -> None:
+    """Cheap checks of a saved router without loading it: every file there, config.json readable and of this
+    format, the weights' header readable. Raises CorruptRouterError naming what is wrong."""
+    from safetensors import safe_open
+
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise CorruptRouterError(f"{path}: not a saved router (missing {', '.join(missing)})")
+    try:
+        meta = json.loads((path / "config.json").read_text())
+        _check_format(meta, path)
+        RouterConfig.model_validate(meta["config"])
+        with safe_open(str(path / "model.safetensors"), framework="pt") as weights:
+            weights.keys()
+    except CorruptRouterError:
+        raise
+    except Exception as exc:
+        raise CorruptRouterError(f"{path}: cannot load saved router: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+
+
+def _check_format(meta: dict[str, object], path: Path) -> None:
+    version = meta.get("format", 0)
+    if not isinstance(version, int):
+        raise CorruptRouterError(f"{path}: config.json has no router format")
+    if version > FORMAT_VERSION:
+        warnings.warn(f"{path} was written by a newer graphroute ({meta.get('versions')})", stacklevel=3)
+    elif version < FORMAT_VERSION:
+        raise CorruptRouterError(
+            f"{path}: saved in router format {version} by {meta.get('versions')}; this graphroute "
+            f"reads format {FORMAT_VERSION}: train the router again (`graphroute train`)"
+        )
+
+
 def load_router(cls: type[R], path: Path) -> R:
     """Rebuild from config.json, then load weights and state; any unreadable part is a CorruptRouterError."""
     missing = [f for f in FILES if not (path / f).is_file()]
@@ -102,7 +139,7 @@ def load_router(cls: type[R], path: Path) -> R:
     except CorruptRouterError:
         raise
     except Exception as exc:
-        raise CorruptRouterError(f"{path}: cannot load saved router: {type(exc).__name__}: {exc}") from exc
+        raise CorruptRouterError(f"{path}: cannot load saved router: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _load(cls: type[R], path: Path) -> R:
@@ -113,13 +150,7 @@ def _load(cls: type[R], path: Path) -> R:
     from graphroute.nn.model import RouterGNN
 
     meta = json.loads((path / "config.json").read_text())
-    if meta.get("format", 0) > FORMAT_VERSION:
-        warnings.warn(f"{path} was written by a newer graphroute ({meta.get('versions')})", stacklevel=3)
-    elif meta.get("format", 0) < FORMAT_VERSION:
-        raise CorruptRouterError(
-            f"{path}: saved in router format {meta.get('format', 0)} by {meta.get('versions')}; this graphroute "
-            f"reads format {FORMAT_VERSION}: train the router again (`graphroute train`)"
-        )
+    _check_format(meta, path)
     router = cls(RouterConfig.model_validate(meta["config"]))
     router.encoder_ = make_encoder(router.config.encoder)
     if router.encoder_.name != meta["encoder"]:

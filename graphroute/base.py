@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -22,108 +21,12 @@ from graphroute.config import RouterConfig
 from graphroute.costs import CostScaler, catalog_costs, fill_costs
 from graphroute.data.io import catalog_from_records, validate_interactions
 from graphroute.data.split import split_by_query
+from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder, make_encoder
 from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMError
-from graphroute.schema import LLMProfile, Recommendation
+from graphroute.schema import LLMProfile, Recommendation, RouteRequest
 
 logger = logging.getLogger(__name__)
-# a task's members' similarities to its centroid, kept at these quantiles, place a query of an unseen task among
-# them; at FULL_TRUST_RANK (as typical as the median member) it borrows the known task's table in full
-MEMBER_QUANTILES = np.linspace(0.0, 1.0, 21)
-FULL_TRUST_RANK = 0.5
-
-
-@dataclass
-class QueryBatch:
-    """Queries ready for prediction. Shapes: emb (N, D), tokens (N,), base_cost (N, L)."""
-
-    texts: list[str]
-    tasks: list[str | None]  # as given; None or an unseen name is inferred from the embedding where needed
-    user_ids: list[str]
-    emb: np.ndarray
-    tokens: np.ndarray
-    base_cost: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def take(self, rows: slice | np.ndarray) -> QueryBatch:
-        """The rows given by a slice or an index array, as a batch."""
-        index = np.arange(len(self.texts))[rows]
-        return QueryBatch(
-            [self.texts[i] for i in index],
-            [self.tasks[i] for i in index],
-            [self.user_ids[i] for i in index],
-            self.emb[index],
-            self.tokens[index],
-            self.base_cost[index],
-        )
-
-
-@dataclass
-class LogTables:
-    """A validated log as one row per query plus one row per outcome (indices into the query rows)."""
-
-    queries: QueryBatch
-    query_ids: list[str]
-    frame: pd.DataFrame  # the outcome rows, with columns q (query row) and l (LLM index)
-
-    def concat(self, other: LogTables) -> LogTables:
-        """Both tables as one (the query sets must be disjoint, as after a split by query)."""
-        a, b = self.queries, other.queries
-        queries = QueryBatch(
-            a.texts + b.texts,
-            a.tasks + b.tasks,
-            a.user_ids + b.user_ids,
-            np.concatenate([a.emb, b.emb]),
-            np.concatenate([a.tokens, b.tokens]),
-            np.concatenate([a.base_cost, b.base_cost]),
-        )
-        frame = pd.concat([self.frame, other.frame.assign(q=other.frame["q"] + len(self.query_ids))])
-        return LogTables(queries, self.query_ids + other.query_ids, frame.reset_index(drop=True))
-
-    def merge(self, other: LogTables) -> LogTables:
-        """Both tables as one; queries of ``other`` already here keep their row, new ones are appended."""
-        position = {q: i for i, q in enumerate(self.query_ids)}
-        fresh = [i for i, q in enumerate(other.query_ids) if q not in position]
-        for offset, i in enumerate(fresh):
-            position[other.query_ids[i]] = len(self.query_ids) + offset
-        a, b = self.queries, other.queries
-        queries = QueryBatch(
-            a.texts + [b.texts[i] for i in fresh],
-            a.tasks + [b.tasks[i] for i in fresh],
-            a.user_ids + [b.user_ids[i] for i in fresh],
-            np.concatenate([a.emb, b.emb[fresh]]),
-            np.concatenate([a.tokens, b.tokens[fresh]]),
-            np.concatenate([a.base_cost, b.base_cost[fresh]]),
-        )
-        rows = other.frame.assign(q=[position[q] for q in other.frame[s.QUERY_ID]])
-        return LogTables(
-            queries,
-            self.query_ids + [other.query_ids[i] for i in fresh],
-            pd.concat([self.frame, rows]).reset_index(drop=True),
-        )
-
-    def outcome_matrix(self, n_llms: int, column: str = s.EFFECT) -> np.ndarray:
-        """Mean observed value per (query, LLM); NaN where unobserved. Shapes: → (N, L)."""
-        out = np.full((len(self.query_ids), n_llms), np.nan)
-        grouped = self.frame.groupby(["q", "l"])[column].mean()
-        q, l_ = zip(*grouped.index, strict=True) if len(grouped) else ((), ())
-        out[np.array(q, dtype=int), np.array(l_, dtype=int)] = grouped.to_numpy()
-        return out
-
-
-@dataclass(frozen=True)
-class RouteRequest:
-    """One routing request: the query and everything that may differ per request."""
-
-    query: str
-    user_id: str | None = None
-    task: str | None = None
-    k: int = 3
-    alpha: float | None = None
-    candidates: Sequence[str] | None = None
-    max_cost: float | None = None
 
 
 class BaseRouter:
@@ -132,6 +35,18 @@ class BaseRouter:
     def __init__(self, config: RouterConfig | None = None, *, encoder: TextEncoder | None = None) -> None:
         self.config = config or RouterConfig()
         self.encoder = encoder
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if not hasattr(self, "llms_"):
+            return f"{name}(not fitted, encoder={self.config.encoder.kind!r})"
+        enabled = int(self.enabled_.sum())
+        tables = getattr(self, "tables_", None)
+        queries = f", {len(tables.queries)} reference queries" if tables is not None else ""
+        return (
+            f"{name}({len(self.llms_)} LLMs ({enabled} enabled), {len(self.task_names_)} tasks, "
+            f"{len(self.user_ids_)} users{queries}, encoder={self.encoder_.name!r})"
+        )
 
     # ----- fitting -----
     @contextmanager
@@ -172,16 +87,12 @@ class BaseRouter:
         return train, val
 
     def _fit_tasks(self, train: LogTables) -> None:
-        self.task_names_ = sorted(set(train.queries.tasks))
+        self.task_names_: list[str] = sorted({str(t) for t in train.queries.tasks})
         index = {t: i for i, t in enumerate(self.task_names_)}
         centroids = np.zeros((len(self.task_names_), train.queries.emb.shape[1]), dtype=np.float32)
-        rows = np.array([index[t] for t in train.queries.tasks], dtype=np.int64)
+        rows = np.array([index[str(t)] for t in train.queries.tasks], dtype=np.int64)
         np.add.at(centroids, rows, train.queries.emb)
         self.task_centroids_ = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-        own = np.einsum("qd,qd->q", train.queries.emb, self.task_centroids_[rows])
-        self.task_member_sims_ = np.stack(
-            [np.quantile(own[rows == i], MEMBER_QUANTILES) for i in range(len(self.task_names_))]
-        ).astype(np.float32)
 
     def tables(self, frame: pd.DataFrame, embedded: Mapping[str, np.ndarray] | None = None) -> LogTables:
         """Query rows and outcome rows of a validated, cost-filled log; texts in ``embedded`` are not embedded
@@ -234,7 +145,7 @@ class BaseRouter:
         texts = list(queries)
         emb = self.encoder_.encode(texts)
         tokens = self.encoder_.count_tokens(texts).astype(float)
-        given = list(tasks) if tasks is not None else [None] * len(texts)
+        given: list[str | None] = list(tasks) if tasks is not None else [None] * len(texts)
         users = [u or s.ANONYMOUS_USER for u in (user_ids or [None] * len(texts))]
         return QueryBatch(texts, given, users, emb, tokens, catalog_costs(tokens, self.llms_))
 
@@ -247,23 +158,10 @@ class BaseRouter:
         index = {t: i for i, t in enumerate(self.task_names_)}
         nearest = np.argmax(emb @ self.task_centroids_.T, axis=1)
         known = np.array([t is not None and t in index for t in tasks], dtype=bool)
-        idx = np.array([index[t] if k else j for t, k, j in zip(tasks, known, nearest, strict=True)], dtype=np.int64)
+        idx = np.array(
+            [index[str(t)] if k else j for t, k, j in zip(tasks, known, nearest, strict=True)], dtype=np.int64
+        )
         return idx, ~known
-
-    def task_trust(self, emb: np.ndarray, task: np.ndarray) -> np.ndarray:
-        """How far a query of an unseen task may lean on the known task it was matched to, in [0, 1].
-
-        1 when the query is at least as close to that task's centroid as the task's median member; falling to 0
-        as it nears the least typical members. A new task that resembles a known one (ceval and cmmlu) then
-        borrows its table, and one that resembles none (mmlu among llmrouter's other tasks, matched to
-        commonsense_qa) does not. Shapes: emb (N, D), task (N,) → (N,).
-        """
-        sims = np.einsum("nd,nd->n", emb, self.task_centroids_[task])
-        rank = np.zeros(len(sims))
-        for t in np.unique(task):
-            rows = task == t
-            rank[rows] = np.interp(sims[rows], self.task_member_sims_[t], MEMBER_QUANTILES)
-        return np.clip(rank / FULL_TRUST_RANK, 0.0, 1.0)
 
     def predict_outcomes(
         self,
@@ -382,15 +280,6 @@ class BaseRouter:
                     for rank, j in enumerate(order)
                 ]
             )
-        return out
-
-    def fitted_cost_ratio(self, train: LogTables) -> np.ndarray:
-        """Per-LLM median of observed cost / catalog estimate on train: a cost model for routers without one."""
-        f = train.frame
-        ratio = f[s.COST].to_numpy() / np.maximum(train.queries.base_cost[f["q"], f["l"]], 1e-12)
-        out = np.ones(len(self.llms_))
-        for j, r in pd.Series(ratio).groupby(f["l"].to_numpy()).median().items():
-            out[int(j)] = float(r)
         return out
 
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from graphroute import policy
 from graphroute import schema as s
-from graphroute.base import BaseRouter, LogTables, QueryBatch
+from graphroute.base import BaseRouter
+from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.router import Router
 
@@ -29,6 +32,15 @@ class _CatalogCost(BaseRouter):
 
     def _cost(self, batch: QueryBatch) -> np.ndarray:
         return batch.base_cost * self.cost_ratio_[None, :]
+
+    def fitted_cost_ratio(self, train: LogTables) -> np.ndarray:
+        """Per-LLM median of observed cost / catalog estimate on train: a cost model for routers without one."""
+        f = train.frame
+        ratio = f[s.COST].to_numpy() / np.maximum(train.queries.base_cost[f["q"], f["l"]], 1e-12)
+        out = np.ones(len(self.llms_))
+        for j, r in pd.Series(ratio).groupby(f["l"].to_numpy()).median().items():
+            out[cast(int, j)] = float(r)
+        return out
 
 
 class RandomRouter(_CatalogCost):

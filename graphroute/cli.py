@@ -9,12 +9,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
+from graphroute import progress
 from graphroute.config import RouterConfig
 from graphroute.errors import GraphRouteError
 
 DEFAULT_CACHE = Path(os.environ.get("GRAPHROUTE_CACHE", Path.home() / ".cache" / "graphroute"))
-DEFAULT_DATA = Path(os.environ.get("GRAPHROUTE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DEFAULT_DATA = Path(os.environ["GRAPHROUTE_DATA"]) if os.environ.get("GRAPHROUTE_DATA") else None
 
 
 def _config(args: argparse.Namespace) -> RouterConfig:
@@ -50,7 +52,9 @@ def _add_log_source(p: argparse.ArgumentParser) -> None:
         "logs", help="Interaction log (CSV, Parquet, JSONL) or a feedback store URL (sqlite:///…, postgresql://…)."
     )
     p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
-    p.add_argument("--epochs", type=int, help="Override the maximum number of epochs (per trial when tuning).")
+    p.add_argument(
+        "--epochs", type=_positive, help="Override the maximum number of epochs (per trial when tuning; at least 1)."
+    )
     _add_common(p)
 
 
@@ -85,6 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from graphroute import Router
+    from graphroute.base import BaseRouter
     from graphroute.baselines import ROUTERS
     from graphroute.bench.report import dump_json, format_table, plot_frontiers
     from graphroute.data.io import read_interactions
@@ -92,7 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     router = Router.load(args.run_dir)
     test = read_interactions(args.logs, router.llms_)
-    routers = {"graphroute": router}
+    routers: dict[str, BaseRouter] = {"graphroute": router}
     if args.baselines:
         if args.train_logs is None:
             raise GraphRouteError("--baselines needs --train-logs (the log the router was trained on)")
@@ -112,36 +117,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from graphroute.bench.report import dump_json
 
-    root, out = Path(args.data_root), Path(args.out)
-    needed = {"routing": args.datasets, "held-out-tasks": args.datasets, "service": [], "scale": []}.get(
-        args.protocol, ["llmrouter-9llm"]
-    )
-    missing = [d for d in needed if not (root / d).exists()]
+    out = Path(args.out)
+    needed = {
+        "routing": args.datasets,
+        "held-out-tasks": args.datasets,
+        "service": [],
+        "scale": [],
+        "embedding": [],
+    }.get(args.protocol, ["llmrouter-9llm"])
+    root = Path(args.data_root) if args.data_root else None
+    if needed and root is None:
+        raise GraphRouteError(
+            f"bench {args.protocol}: give --data-root or set GRAPHROUTE_DATA (a folder holding {needed[0]}/)"
+        )
+    missing = [d for d in needed if root is not None and not (root / d).is_dir()]
     if missing:
-        print(f"benchmark data missing under {root}: {missing}; nothing to run", file=sys.stderr)
-        return 3
+        raise GraphRouteError(f"bench {args.protocol}: benchmark set(s) {', '.join(missing)} not found under {root}")
     out.mkdir(parents=True, exist_ok=True)
+    results: Any
     if args.protocol == "routing":
         from graphroute.bench.routing import format_results, run_routing
 
+        assert root is not None
         results = run_routing(root, _config(args), args.datasets, args.routers, out)
         print(format_results(results))
     elif args.protocol == "held-out-tasks":
         from graphroute.bench.routing import format_held_out, run_held_out_tasks
 
+        assert root is not None
         results = run_held_out_tasks(root, _config(args), args.datasets, args.routers)
         print(format_held_out(results))
     elif args.protocol == "users":
         from graphroute.bench.users import format_users, plot_users, run_users
 
+        assert root is not None
         results = run_users(root, _config(args), n_users=args.users)
         print(format_users(results))
         plot_users(results, out / "users_reward_vs_k.png")
     elif args.protocol == "service":
         from graphroute.bench.service import format_service, run_service
 
-        results = run_service()
+        results = run_service(encoder=_config(args).encoder if args.config else None)
         print(format_service(results))
+    elif args.protocol == "embedding":
+        from graphroute.bench.embedding import format_embedding, run_embedding
+
+        results = run_embedding(args.cache_dir)
+        print(format_embedding(results))
     elif args.protocol == "scale":
         from graphroute.bench.scale import format_scale, plot_scale, run_scale
 
@@ -151,6 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
 
+        assert root is not None
         results = run_new_llm(root, _config(args))
         print(format_new_llm(results))
         plot_new_llm(results, out / "new_llm_reward_vs_probes.png")
@@ -165,16 +188,16 @@ def cmd_export_graph(args: argparse.Namespace) -> int:
     from graphroute.graph.export import to_networkx
 
     router = Router.load(args.run_dir)
-    graph = to_networkx(router.graph_, router.node_names())
+    graph = to_networkx(router.graph_, router.node_names(), router.log_cost_stats_)
     for _, _, data in graph.edges(data=True):
         data.update({k: float(v) for k, v in data.items() if k != "relation"})
     if args.format == "graphml":
         flat = nx.relabel_nodes(graph, {n: f"{n[0]}:{n[1]}" for n in graph.nodes})
-        nx.write_graphml(flat, args.out)
+        nx.write_graphml(flat, args.output)
     else:
         payload = nx.node_link_data(graph, edges="edges")
-        Path(args.out).write_text(json.dumps(payload, default=str))
-    print(f"wrote {graph.number_of_nodes()} nodes and {graph.number_of_edges()} edges to {args.out}")
+        Path(args.output).write_text(json.dumps(payload, default=str))
+    print(f"wrote {graph.number_of_nodes()} nodes and {graph.number_of_edges()} edges to {args.output}")
     return 0
 
 
@@ -233,54 +256,119 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     llms = read_catalog(args.llms)
     logs = read_interactions(args.logs, llms)
-    storage = args.storage or f"sqlite:///{Path(args.out).parent / 'optuna.sqlite'}"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    storage = args.storage or f"sqlite:///{Path(args.output).parent / 'optuna.sqlite'}"
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     base = _config(args)
     study = tune(logs, llms, base, args.trials, storage, args.study, seed=args.sampler_seed)
-    write_config(best_config(study, base), args.out)
+    write_config(best_config(study, base), args.output)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     print(
         f"study {args.study!r}: {len(study.trials)} trials ({len(done)} complete); best validation loss "
         f"{study.best_value:.4f} with {study.best_params}"
     )
-    print(f"best config written to {args.out} (use: graphroute train … --config {args.out})")
+    print(f"best config written to {args.output} (use: graphroute train … --config {args.output})")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from graphroute.errors import CorruptRouterError
-
     try:
         from serving.app import create_app
         from serving.settings import ServeSettings
     except ImportError as exc:
         raise GraphRouteError(f"serving needs the [serve] extra: {exc}") from exc
-    from graphroute._serialization import FILES
+    from pydantic import ValidationError
 
-    missing = [f for f in FILES if not (Path(args.run_dir) / f).is_file()]
-    if missing:
-        raise CorruptRouterError(f"{args.run_dir}: not a saved router (missing {', '.join(missing)})")
+    from graphroute._serialization import check_saved
+    from graphroute.data.store import open_store
+
+    check_saved(Path(args.run_dir))  # a broken folder is one line here, not a traceback from the server's start-up
+    try:
+        settings = ServeSettings(router_dir=args.run_dir, **({"store_url": args.store} if args.store else {}))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        raise GraphRouteError(f"GRAPHROUTE_{field.upper()}: {error['msg']} (value {error.get('input')!r})") from exc
+    open_store(settings.store_location()).close()  # an unusable store URL fails before the server starts
     logging.getLogger("serving").setLevel(logging.INFO)  # start-up: the store, what was replayed, the version
-    settings = ServeSettings(router_dir=args.run_dir, **({"store_url": args.store} if args.store else {}))
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphroute", description="Personalized LLM routing with a GNN.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Log progress (INFO).")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error shape: one line on stderr, exit code 2."""
 
-    p = sub.add_parser(
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    """-v / -q, accepted before or after the subcommand (the subcommand's copy does not reset the main one's)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="Log what happens (INFO).")
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="Only errors; no progress bars.")
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (value {text!r})")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number up to 65535 (value {text!r})")
+    return value
+
+
+def _folder(text: str) -> Path:
+    """A folder to write into: created if missing; an existing file is refused."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    return path
+
+
+def _output_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    return path
+
+
+def _version() -> str:
+    import platform
+
+    from graphroute._version import __version__
+
+    return f"graphroute {__version__} (Python {platform.python_version()})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="graphroute", description="Personalized LLM routing with a GNN.")
+    parser.add_argument("--version", action="version", version=_version())
+    _verbosity(parser, False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description or help)
+        _verbosity(p, argparse.SUPPRESS)
+        return p
+
+    from graphroute.baselines import ROUTERS
+    from graphroute.bench.routing import DATASETS
+
+    p = command(
         "train",
-        help="Train a router on a log and save it as a folder.",
-        description="Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM "
-        "catalog (YAML/JSON); a validation split is carved from the log.",
+        "Train a router on a log and save it as a folder.",
+        "Fit the GNN router on an interaction log (CSV, Parquet or JSONL) and an LLM catalog (YAML or JSON); a "
+        "validation split is carved from the log. Progress is shown on a terminal.",
     )
     _add_log_source(p)
-    p.add_argument("--out", type=Path, required=True, help="Folder to save the router to.")
+    p.add_argument("--out", type=_folder, required=True, help="Folder to save the router to (created if missing).")
     p.add_argument(
         "--feedback",
         metavar="STORE_URL",
@@ -290,58 +378,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
+    p = command(
         "eval",
-        help="Score a saved router on a test log (table + frontier PNG).",
-        description="Quality, cost, reward at alpha 1/0.5/0.2, gap recovered and AIQ, beside the "
-        "oracle; optional baselines fitted on the same training log.",
+        "Score a saved router on a test log (table, frontier PNG, JSON).",
+        "Quality, cost, reward at alpha 1 / 0.5 / 0.2, gap recovered and AIQ, beside the oracle; optional "
+        "baselines fitted on the router's training log.",
     )
-    p.add_argument("run_dir", type=Path, help="Folder written by `graphroute train`.")
-    p.add_argument("--logs", type=Path, required=True, help="Test log; each query should list several LLMs.")
-    p.add_argument("--baselines", nargs="*", default=[], help="Baselines to fit and compare (see `bench`).")
-    p.add_argument("--train-logs", type=Path, help="Training log for the baselines.")
-    p.add_argument("--png", type=Path, help="Frontier plot path (default RUN_DIR/frontier.png).")
-    p.add_argument("--json", type=Path, help="Also write the table as JSON here.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
+    p.add_argument("logs", type=Path, metavar="TEST_LOGS", help="Test log; each query should list several LLMs.")
+    baselines = [name for name in ROUTERS if name != "graphroute"]
+    p.add_argument("--baselines", nargs="*", default=[], choices=baselines, metavar="NAME", help=", ".join(baselines))
+    p.add_argument("--train-logs", type=Path, help="Training log for the baselines (needed with --baselines).")
+    p.add_argument("--png", type=_output_file, help="Frontier plot path (default RUN_DIR/frontier.png).")
+    p.add_argument("--json", type=_output_file, help="Also write the table as JSON here.")
     _add_common(p)
     p.set_defaults(func=cmd_eval)
 
-    from graphroute.baselines import ROUTERS
-    from graphroute.bench.routing import DATASETS
-
-    p = sub.add_parser(
+    p = command(
         "bench",
-        help="Run a benchmark protocol on ../shared/data (JSON + table + PNG).",
-        description="routing (P1): llmrouter-9llm and routerdc-7llm (ID and OOD), the GNN and every baseline, "
+        "Run a benchmark (JSON, table and plots).",
+        "routing (P1): llmrouter-9llm and routerdc-7llm (in and out of distribution), the GNN and every baseline, "
         "paired-bootstrap intervals. held-out-tasks: unseen tasks from the train logs alone, each task held out in "
-        "turn (quality@1 per task and the mean over tasks; no test file is read). users (P3): simulated users on "
-        "llmrouter-9llm, personalised vs user-agnostic routing, new users from k = 0, 1, 3, 5, 10 interactions. "
-        "new-llm (P2): each LLM held out of training and onboarded from its description, then with 10 and 50 "
-        "probes. service (P4): "
-        "`graphroute serve` on 127.0.0.1 under single and 16 concurrent clients, beside bare embedding. scale (P5): "
-        "generated logs of --sizes interactions; read, graph build, one epoch, inference, peak RSS, a plot.",
+        "turn. users (P3): simulated users on llmrouter-9llm, personalised vs user-agnostic routing, new users from "
+        "k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held out of training and onboarded from its "
+        "description, then with 10 and 50 probes. service (P4): `graphroute serve` on 127.0.0.1 under single and "
+        "16 concurrent clients, beside bare embedding, and with feedback. embedding: query-embedding speed of each "
+        "runtime (torch, onnx, onnx-int8). scale (P5): generated logs of --sizes interactions; read, graph build, "
+        "one epoch, inference, peak RSS, a plot. Benchmark sets are read from --data-root (env GRAPHROUTE_DATA).",
     )
-    protocols = ["routing", "held-out-tasks", "users", "new-llm", "service", "scale"]
-    p.add_argument("protocol", choices=protocols, help="Which protocol of GUIDE §5 (scale: P5 of issue 5).")
-    p.add_argument("--sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000], help="Log sizes for scale.")
-    p.add_argument("--users", type=int, default=200, help="Simulated users for `users` (default 200).")
-    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA, help=f"Benchmark data (default {DEFAULT_DATA}).")
-    p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--routers", nargs="*", default=list(ROUTERS), choices=list(ROUTERS))
-    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="Folder for JSON and PNGs.")
+    protocols = ["routing", "held-out-tasks", "users", "new-llm", "service", "embedding", "scale"]
+    p.add_argument("protocol", choices=protocols, help="The benchmark to run: " + ", ".join(protocols) + ".")
+    p.add_argument(
+        "--sizes", nargs="*", type=_positive, default=[10_000, 100_000, 1_000_000], help="Log sizes (scale)."
+    )
+    p.add_argument("--users", type=_positive, default=200, help="Simulated users (users; default 200).")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="Folder holding the benchmark sets (llmrouter-9llm/, routerdc-7llm/); default: env GRAPHROUTE_DATA.",
+    )
+    p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS), help="Sets to run on.")
+    p.add_argument("--routers", nargs="*", default=list(ROUTERS), choices=list(ROUTERS), help="Routers to compare.")
+    p.add_argument("--out", type=_folder, default=Path("runs/bench"), help="Folder for JSON and PNGs (runs/bench).")
     _add_common(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser(
+    p = command(
         "serve",
-        help="Serve a saved router over HTTP (FastAPI; OpenAPI at /docs).",
-        description="Environment: GRAPHROUTE_API_KEY (write endpoints), GRAPHROUTE_READ_API_KEY "
-        "(optional, read endpoints), GRAPHROUTE_STORE_URL (the event store, as --store). Every change made "
-        "while serving (feedback, onboarded LLMs, disabled LLMs) is an event in the store; start-up and "
+        "Serve a saved router over HTTP (FastAPI; OpenAPI at /docs).",
+        "Environment: GRAPHROUTE_API_KEY (write endpoints), GRAPHROUTE_READ_API_KEY (optional, read endpoints), "
+        "GRAPHROUTE_STORE_URL (the event store, as --store); every setting is in docs/serving.md. Every change "
+        "made while serving (feedback, onboarded LLMs, disabled LLMs) is an event in the store; start-up and "
         "reload replay the events the router does not include yet.",
     )
-    p.add_argument("run_dir", type=Path, help="Folder written by `graphroute train`.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
-    p.add_argument("--port", type=int, default=8000, help="Port to listen on (default 8000).")
+    p.add_argument("--port", type=_port, default=8000, help="Port to listen on (default 8000).")
     p.add_argument(
         "--access-log",
         action="store_true",
@@ -355,30 +448,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser(
+    p = command(
         "tune",
-        help="Search hyperparameters with Optuna on the validation split.",
-        description="Each trial trains on the log and is scored by its validation loss (a split carved "
-        "from the log; never a test set), with median pruning. Several workers on several machines can "
-        "share one study through --storage (any SQLAlchemy URL, e.g. postgresql://…).",
+        "Search hyperparameters with Optuna on the validation split.",
+        "Each trial trains on the log and is scored by its validation loss (a split carved from the log; never a "
+        "test set), with median pruning. Several workers on several machines can share one study through "
+        "--storage (any SQLAlchemy URL, e.g. postgresql://…).",
     )
     _add_log_source(p)
-    p.add_argument("--trials", type=int, default=20, help="Trials this worker runs (default 20).")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<out dir>/optuna.sqlite).")
-    p.add_argument("--study", default="graphroute", help="Study name shared by the workers.")
+    p.add_argument("--trials", type=_positive, default=20, help="Trials this worker runs (default 20).")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<folder of --output>/optuna.sqlite).")
+    p.add_argument("--study", default="graphroute", help="Study name shared by the workers (default graphroute).")
     p.add_argument("--sampler-seed", type=int, help="Seed of this worker's sampler (leave unset with several workers).")
-    p.add_argument("--out", type=Path, default=Path("training/configs/best.yaml"), help="Where the best config goes.")
+    p.add_argument(
+        "--output",
+        type=_output_file,
+        default=Path("training/configs/best.yaml"),
+        help="Where the best config goes, for `graphroute train --config` (default training/configs/best.yaml).",
+    )
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("export-graph", help="Export a saved router's graph to networkx JSON or GraphML.")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--format", choices=["json", "graphml"], default="json")
+    p = command(
+        "export-graph",
+        "Export a saved router's graph to networkx JSON or GraphML.",
+        "Nodes carry their type and name (query nodes their text), outcome edges effect, chosen and cost in USD; "
+        "for networkx, Gephi or yEd.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
+    p.add_argument("--output", type=_output_file, required=True, help="File to write (graph.json, graph.graphml).")
+    p.add_argument("--format", choices=["json", "graphml"], default="json", help="node-link JSON (default) or GraphML.")
     p.set_defaults(func=cmd_export_graph)
 
-    p = sub.add_parser("demo", help="Generate demo logs, train, evaluate and print recommendations.")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="Folder for logs, router and plots.")
-    p.add_argument("--queries", type=int, default=3000, help="Distinct demo queries to generate.")
+    p = command("demo", "Generate demo logs, train, evaluate against baselines and print recommendations.")
+    p.add_argument("--out", type=_folder, default=Path("runs/demo"), help="Folder for logs, router and plots.")
+    p.add_argument(
+        "--queries",
+        type=_positive,
+        default=3000,
+        help="Queries to draw from the demo templates; repeats are dropped, so fewer distinct queries come out "
+        "(3000 gives about 1,900).",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_demo)
     return parser
@@ -395,6 +504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.setdefault("GOMP_SPINCOUNT", "30000")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("graphroute").setLevel(
+        logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
+    )
+    progress.enable(not args.quiet and (args.verbose or sys.stderr.isatty()))
     try:
         return int(args.func(args))
     except GraphRouteError as exc:

@@ -30,21 +30,19 @@ class EncoderConfig(_Strict):
     )
     quantize: bool = Field(
         default=False,
-        description="Run MiniLM quantised to int8 (onnx runtime only): faster still, vectors at cosine 0.96-0.98 "
-        "to the exact ones.",
+        description="Run MiniLM quantised to int8 (onnx runtime only): faster, with vectors close to but not equal "
+        "to the exact ones (a cache and a router of their own).",
     )
 
 
 class GraphConfig(_Strict):
     k_neighbors: int = Field(default=10, gt=0, description="Similar training queries linked to each query.")
-    min_similarity: float = Field(default=-1.0, ge=-1, le=1, description="Drop similarity edges below this.")
     unseen_task: Literal["gated", "nearest", "overall"] = Field(
         default="gated",
         description="Task evidence for a request naming a task the router never saw. 'nearest' borrows the "
         "table of the known task with the nearest centroid; 'overall' uses each LLM's overall mean; 'gated' "
         "borrows the nearest table as far as the query resembles that task's members (fully when it is as close "
-        "to the centroid as the median member) and the overall mean for the rest. Train tasks held out in turn, "
-        "quality@1: llmrouter 0.598 / 0.575 / 0.613, routerdc 0.494 / 0.482 / 0.486 (gated / nearest / overall). "
+        "to the centroid as the median member) and the overall mean for the rest (docs/benchmarks.md compares them). "
         "A request without a task always uses 'nearest'.",
     )
 

@@ -1,4 +1,4 @@
-"""Cost: catalog estimates for calls a log did not price, and the per-task normalisation of GUIDE §5."""
+"""Cost: catalog estimates for calls a log did not price, and the per-task normalisation (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from graphroute import schema as s
-from graphroute.base import BaseRouter, LogTables
+from graphroute.base import BaseRouter
 from graphroute.costs import fill_costs
 from graphroute.data.io import validate_interactions
+from graphroute.data.tables import LogTables
 from graphroute.metrics import (
     REPORT_ALPHAS,
     SWEEP_ALPHAS,

@@ -1,4 +1,5 @@
-"""Node features from content only (GUIDE §4): embeddings of texts, prices, and aggregates of interactions."""
+"""Node features from content only (so new LLMs and users need no retraining): embeddings of texts, prices,
+and aggregates of interactions."""
 
 from __future__ import annotations
 

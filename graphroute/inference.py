@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.nn import HeteroConv
 
 from graphroute import schema as s
 from graphroute.nn.model import RouterGNN
@@ -45,8 +46,8 @@ class InferenceCache:
     def __init__(self, model: RouterGNN, graph: HeteroData) -> None:
         self.model = model.eval()
         layers = model.encode_layers(graph.x_dict, graph.edge_index_dict, graph.collect("edge_attr"))
-        inputs = zip(model.convs, model.norms, layers[:-1], strict=True)  # each layer with the states it reads
-        self.query_layers = [_query_layer(conv, norms, states) for conv, norms, states in inputs]
+        inputs = zip(model.layers(), layers[:-1], strict=True)  # each layer with the states it reads
+        self.query_layers = [_query_layer(conv, norms, states) for (conv, norms), states in inputs]
         self.final = {t: layers[-1][t] for t in (s.LLM_NODE, s.USER_NODE)}
         del layers  # the states of every node per layer are not needed past this point
         answered = graph[s.ANSWERED_BY]
@@ -54,9 +55,9 @@ class InferenceCache:
         self.tables = finish_tables(
             outcome_sums(
                 answered.edge_index,
-                answered.edge_attr[:, 0],
-                answered.edge_attr[:, 1],
-                answered.edge_attr[:, 2],
+                answered.edge_attr[:, s.OUTCOME_EFFECT],
+                answered.edge_attr[:, s.OUTCOME_HAS_EFFECT],
+                answered.edge_attr[:, s.OUTCOME_CHOSEN],
                 answered.user,
                 {t: graph[t].num_nodes for t in graph.node_types},
                 self.query_task,
@@ -113,7 +114,7 @@ class InferenceCache:
         return logit.view(n, n_llms), cost.view(n, n_llms)
 
 
-def _query_layer(conv: nn.Module, norms: nn.ModuleDict, states: dict[str, Tensor]) -> _QueryLayer:
+def _query_layer(conv: HeteroConv, norms: nn.ModuleDict, states: dict[str, Tensor]) -> _QueryLayer:
     relations = [conv.convs[et] for et in INTO_QUERY]
     first = relations[0].lin_root
     root = nn.Linear(first.in_features, first.out_features, device=first.weight.device, dtype=first.weight.dtype)

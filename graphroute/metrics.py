@@ -1,5 +1,5 @@
-"""Routing metrics of GUIDE §5: quality, cost, reward@alpha, gap recovered, the frontier and AIQ, and paired
-bootstrap intervals so a difference can be told from the noise of a small test set."""
+"""Routing metrics (defined in docs/metrics.md): quality, cost, reward@alpha, gap recovered, the frontier and
+AIQ, and paired bootstrap intervals so a difference can be told from the noise of a small test set."""
 
 from __future__ import annotations
 

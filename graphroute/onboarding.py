@@ -24,7 +24,7 @@ from graphroute.schema import Interaction, LLMProfile
 from graphroute.users import UserPreference, choices_of, fit_preferences
 
 if TYPE_CHECKING:
-    from graphroute.base import QueryBatch
+    from graphroute.data.tables import QueryBatch
 
 logger = logging.getLogger(__name__)
 PROBE_USER = "__probe__"  # probe rows belong to no user: they map to the cold-start node

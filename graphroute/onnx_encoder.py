@@ -110,6 +110,9 @@ class OnnxSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # workers sleep between runs instead of spinning: a server runs the GNN (torch's own threads) and its event
+        # loop on the same cores right after each embedding, and spinning workers starve both
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def pooled(self, features: Any) -> np.ndarray:

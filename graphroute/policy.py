@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TIE_EPSILON = 1e-6  # cost breaks ties between equal predicted utilities (GUIDE §4)
+TIE_EPSILON = 1e-6  # cost breaks ties between equal predicted utilities: the cheaper LLM wins
 
 
 def check_alpha(alpha: float | None) -> None:

@@ -14,8 +14,9 @@ LLM scores about 0.2, as on gsm8k.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +68,8 @@ class ProbeMap:
         return {"others": self.others, "mean": self.mean.tolist(), "weights": self.weights.tolist()}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, object]) -> ProbeMap:
-        return cls(list(raw["others"]), np.asarray(raw["mean"], dtype=float), np.asarray(raw["weights"], dtype=float))  # type: ignore[arg-type, call-overload]
+    def from_dict(cls, raw: Mapping[str, Any]) -> ProbeMap:
+        return cls(list(raw["others"]), np.asarray(raw["mean"], dtype=float), np.asarray(raw["weights"], dtype=float))
 
 
 def _average_weights(k: int) -> np.ndarray:

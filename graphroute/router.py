@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 import torch
+from torch_geometric.data import HeteroData
 
 from graphroute import schema as s
-from graphroute.base import BaseRouter, LogTables, QueryBatch
+from graphroute.base import BaseRouter
 from graphroute.config import RouterConfig
+from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder
 from graphroute.events import EventCursor
 from graphroute.features import llm_features, query_features, task_features, user_features
-from graphroute.graph.builder import OUTCOME_DIM, attach_queries, build_graph
+from graphroute.graph.builder import attach_queries, build_graph
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
@@ -26,17 +28,11 @@ from graphroute.training import Labels, TrainResult, fit_model
 
 logger = logging.getLogger(__name__)
 PREDICT_CHUNK = 1024
+# a task's members' similarities to its centroid, kept at these quantiles, place a query of an unseen task among
+# them; at FULL_TRUST_RANK (as typical as the median member) it borrows the known task's table in full
+MEMBER_QUANTILES = np.linspace(0.0, 1.0, 21)
+FULL_TRUST_RANK = 0.5
 COST_Z_LIMIT = 12.0  # standardised log costs beyond this are clipped (features and predictions)
-
-EDGE_DIMS = {
-    s.BELONGS_TO: 0,
-    s.REV_BELONGS_TO: 0,
-    s.ASKS: 0,
-    s.REV_ASKS: 0,
-    s.ANSWERED_BY: OUTCOME_DIM,
-    s.REV_ANSWERED_BY: OUTCOME_DIM,
-    s.SIMILAR_TO: 1,
-}
 
 
 class Router(OnboardingMixin, BaseRouter):
@@ -64,6 +60,32 @@ class Router(OnboardingMixin, BaseRouter):
         self.callback = callback
 
     # ----- fit -----
+    def _fit_tasks(self, train: LogTables) -> None:
+        """Task centroids (every router), and each task's members' similarities to its centroid at
+        ``MEMBER_QUANTILES``, which place a query of an unseen task among them (``task_trust``)."""
+        super()._fit_tasks(train)
+        index = {t: i for i, t in enumerate(self.task_names_)}
+        rows = np.array([index[str(t)] for t in train.queries.tasks], dtype=np.int64)
+        own = np.einsum("qd,qd->q", train.queries.emb, self.task_centroids_[rows])
+        self.task_member_sims_ = np.stack(
+            [np.quantile(own[rows == i], MEMBER_QUANTILES) for i in range(len(self.task_names_))]
+        ).astype(np.float32)
+
+    def task_trust(self, emb: np.ndarray, task: np.ndarray) -> np.ndarray:
+        """How far a query of an unseen task may lean on the known task it was matched to, in [0, 1].
+
+        1 when the query is at least as close to that task's centroid as the task's median member; falling to 0
+        as it nears the least typical members. A new task that resembles a known one (ceval and cmmlu) then
+        borrows its table, and one that resembles none (mmlu among llmrouter's other tasks, matched to
+        commonsense_qa) does not. Shapes: emb (N, D), task (N,) → (N,).
+        """
+        sims = np.einsum("nd,nd->n", emb, self.task_centroids_[task])
+        rank = np.zeros(len(sims))
+        for t in np.unique(task):
+            rows = task == t
+            rank[rows] = np.interp(sims[rows], self.task_member_sims_[t], MEMBER_QUANTILES)
+        return np.clip(rank / FULL_TRUST_RANK, 0.0, 1.0)
+
     def _fit(self, train: LogTables, val: LogTables) -> None:
         with self._timed("graph"):
             everything = pd.concat([train.frame, val.frame])
@@ -86,17 +108,19 @@ class Router(OnboardingMixin, BaseRouter):
             self.events_cursor_: EventCursor | None = None
             self._fit_preferences(self.user_ids_)
 
-    def _train(self, graph: object, val_graph: object, train: LogTables, val: LogTables, new: torch.Tensor) -> None:
+    def _train(
+        self, graph: HeteroData, val_graph: HeteroData, train: LogTables, val: LogTables, new: torch.Tensor
+    ) -> None:
         import torch_geometric
 
         torch_geometric.seed_everything(self.config.train.seed)  # the initial weights are part of the seed
         m = self.config.model
-        self.model_shape_ = {
+        self.model_shape_: dict[str, Any] = {
             "in_channels": {t: int(graph[t].x.size(1)) for t in graph.node_types},
-            "edge_dims": {"|".join(et): d for et, d in EDGE_DIMS.items()},
+            "edge_dims": {"|".join(et): d for et, d in s.EDGE_ATTR_DIMS.items()},
             "kwargs": {"hidden_channels": m.hidden_channels, "num_layers": m.num_layers, "dropout": m.dropout},
         }
-        self.model_ = RouterGNN(self.model_shape_["in_channels"], EDGE_DIMS, **self.model_shape_["kwargs"])
+        self.model_ = RouterGNN(self.model_shape_["in_channels"], s.EDGE_ATTR_DIMS, **self.model_shape_["kwargs"])
         self.history_: TrainResult = fit_model(
             self.model_,
             graph,
@@ -223,6 +247,7 @@ class Router(OnboardingMixin, BaseRouter):
         self._check_fitted()
         return {
             s.LLM_NODE: list(self.llm_names_),
+            s.QUERY_NODE: list(self.tables_.queries.texts),
             s.TASK_NODE: list(self.task_names_),
             s.USER_NODE: [*self.user_ids_, "<cold-start>"],
         }

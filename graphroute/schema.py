@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -73,6 +74,22 @@ REV_ASKS = (QUERY_NODE, "rev_asks", USER_NODE)
 ANSWERED_BY = (QUERY_NODE, "answered_by", LLM_NODE)
 REV_ANSWERED_BY = (LLM_NODE, "rev_answered_by", QUERY_NODE)
 SIMILAR_TO = (QUERY_NODE, "similar_to", QUERY_NODE)
+
+# --- edge-attribute columns: position in edge_attr of each named value ---
+OUTCOME_ATTRS = ("effect", "has_effect", "chosen", "log_cost_z")  # answered_by and its reverse
+OUTCOME_EFFECT, OUTCOME_HAS_EFFECT, OUTCOME_CHOSEN, OUTCOME_COST = range(len(OUTCOME_ATTRS))
+SIMILARITY_ATTRS = ("similarity",)  # similar_to
+SIMILARITY = 0
+# attribute width of each edge type (0: no attributes); the GNN builds one convolution per entry
+EDGE_ATTR_DIMS = {
+    BELONGS_TO: 0,
+    REV_BELONGS_TO: 0,
+    ASKS: 0,
+    REV_ASKS: 0,
+    ANSWERED_BY: len(OUTCOME_ATTRS),
+    REV_ANSWERED_BY: len(OUTCOME_ATTRS),
+    SIMILAR_TO: len(SIMILARITY_ATTRS),
+}
 
 
 class LLMProfile(BaseModel):
@@ -181,3 +198,16 @@ class Interaction(BaseModel):
         if self.effect is None and self.chosen is None:
             raise ValueError("effect or chosen is required")
         return self
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """One routing request: the query and everything that may differ per request."""
+
+    query: str
+    user_id: str | None = None
+    task: str | None = None
+    k: int = 3
+    alpha: float | None = None
+    candidates: Sequence[str] | None = None
+    max_cost: float | None = None

@@ -17,7 +17,7 @@ from graphroute import schema as s
 from graphroute.config import TrainConfig
 from graphroute.distributed import Team, all_mean, average_gradients, broadcast_parameters, join
 from graphroute.graph.builder import hide_queries
-from graphroute.graph.sampling import Hops, NeighborSampler, incoming
+from graphroute.graph.sampling import EdgeType, Hops, NeighborSampler, incoming
 from graphroute.nn.model import RouterGNN
 from graphroute.nn.pairs import finish_tables, outcome_sums, tables_without
 
@@ -60,14 +60,14 @@ def resolve_device(name: str) -> torch.device:
 SAMPLING_THRESHOLD = 200_000  # outcome edges past which 'auto' trains on sampled subgraphs
 
 
-def loss_terms(model: RouterGNN, graph: dict[str, dict], labels: Labels, cost_weight: float) -> tuple[Tensor, Tensor]:
+def loss_terms(model: RouterGNN, graph: GraphTensors, labels: Labels, cost_weight: float) -> tuple[Tensor, Tensor]:
     """Effect BCE on logits (soft targets) and cost MSE for one set of labels on one graph."""
     logit, cost = model(
-        graph["x"],
-        graph["edges"],
-        graph["attrs"],
-        graph["users"][s.ANSWERED_BY],
-        graph["query_task"],
+        graph.x,
+        graph.edges,
+        graph.attrs,
+        graph.users[s.ANSWERED_BY],
+        graph.query_task,
         labels.query,
         labels.llm,
         labels.user,
@@ -82,16 +82,27 @@ def _losses(logit: Tensor, cost: Tensor, labels: Labels, cost_weight: float) -> 
     return effect_loss, cost_weight * F.mse_loss(cost, labels.cost_z)
 
 
-def as_tensors(data: HeteroData, device: torch.device) -> dict[str, dict]:
-    """The dicts the model consumes, on one device."""
+@dataclass(frozen=True)
+class GraphTensors:
+    """What the model reads from a graph, on one device: node features, edges and their attributes, the user of
+    each outcome edge, and each query's task."""
+
+    x: dict[str, Tensor]
+    edges: dict[EdgeType, Tensor]
+    attrs: dict[EdgeType, Tensor]
+    users: dict[EdgeType, Tensor]
+    query_task: Tensor
+
+
+def as_tensors(data: HeteroData, device: torch.device) -> GraphTensors:
     data = data.to(device)
-    return {
-        "x": data.x_dict,
-        "edges": data.edge_index_dict,
-        "attrs": data.collect("edge_attr"),
-        "users": {s.ANSWERED_BY: data[s.ANSWERED_BY].user},
-        "query_task": data[s.QUERY_NODE].task,
-    }
+    return GraphTensors(
+        x=data.x_dict,
+        edges=data.edge_index_dict,
+        attrs=data.collect("edge_attr"),
+        users={s.ANSWERED_BY: data[s.ANSWERED_BY].user},
+        query_task=data[s.QUERY_NODE].task,
+    )
 
 
 def uses_sampling(cfg: TrainConfig, num_outcomes: int) -> bool:
@@ -119,7 +130,8 @@ def fit_model(
     selected epoch between identical runs (test quality 0.583 or 0.593 from one seed).
     """
     import torch_geometric
-    from tqdm.auto import tqdm
+
+    from graphroute import progress
 
     with _deterministic(cfg.deterministic):
         torch_geometric.seed_everything(cfg.seed)
@@ -134,11 +146,10 @@ def fit_model(
         if uses_sampling(cfg, graph[s.ANSWERED_BY].num_edges):
             num_nodes = {t: graph[t].num_nodes for t in graph.node_types}
             fanouts = [cfg.fanouts[min(i, len(cfg.fanouts) - 1)] for i in range(len(model.convs))]
-            sampler = NeighborSampler(full["edges"], num_nodes, fanouts)
+            sampler = NeighborSampler(full.edges, num_nodes, fanouts)
         step = _Step(model, full, labels, sampler, optimizer, team, cfg, graph[s.QUERY_NODE].num_nodes)
         result, best_state, stale = TrainResult(sampled=sampler is not None), copy.deepcopy(model.state_dict()), 0
-        quiet = not logger.isEnabledFor(logging.INFO) or not team.is_main
-        bar = tqdm(range(cfg.epochs), desc="train", leave=False, disable=quiet)
+        bar = progress.bar(range(cfg.epochs), desc="train", show=team.is_main)
         for epoch in bar:
             train_loss = all_mean(step.epoch(), team, device)
             val_effect, val_cost = _evaluate(model, val, val_labels, cfg.cost_weight)
@@ -183,7 +194,7 @@ class _Step:
     def __init__(
         self,
         model: RouterGNN,
-        full: dict[str, dict],
+        full: GraphTensors,
         labels: Labels,
         sampler: NeighborSampler | None,
         optimizer: torch.optim.Optimizer,
@@ -195,7 +206,7 @@ class _Step:
         self.optimizer, self.team, self.cfg, self.num_queries = optimizer, team, cfg, num_queries
         self.labelled = torch.unique(labels.query)
         if sampler is not None:
-            self.evidence = _BatchEvidence(full, sampler, {t: x.size(0) for t, x in full["x"].items()})
+            self.evidence = _BatchEvidence(full, sampler, {t: x.size(0) for t, x in full.x.items()})
         # batches come from their own generator so every rank draws the same ones whatever else uses randomness
         self.order = torch.Generator().manual_seed(cfg.seed)
         self.draws = torch.Generator().manual_seed(cfg.seed + 1 + team.rank)
@@ -225,10 +236,9 @@ class _Step:
 
     def _full(self, targets: Tensor, labels: Labels) -> tuple[Tensor, Tensor]:
         full = self.full
-        edges, (attrs, users) = hide_queries(full["edges"], [full["attrs"], full["users"]], targets, self.num_queries)
-        return loss_terms(
-            self.model, {**full, "edges": edges, "attrs": attrs, "users": users}, labels, self.cfg.cost_weight
-        )
+        edges, (attrs, users) = hide_queries(full.edges, [full.attrs, full.users], targets, self.num_queries)
+        hidden = GraphTensors(full.x, edges, attrs, users, full.query_task)
+        return loss_terms(self.model, hidden, labels, self.cfg.cost_weight)
 
     def _sampled(self, targets: Tensor, labels: Labels) -> tuple[Tensor, Tensor]:
         """Encoder on a subgraph sampled around the batch; pair evidence (global statistics, cheap scatters) on
@@ -238,13 +248,13 @@ class _Step:
         seeds = {s.QUERY_NODE: targets, s.LLM_NODE: torch.unique(labels.llm), s.USER_NODE: torch.unique(labels.user)}
         sub = self.sampler.sample({t: v.cpu() for t, v in seeds.items()}, generator=self.draws)
         dev = targets.device
-        sub_attrs = {et: full["attrs"][et][ids.to(dev)] for et, ids in sub.edge_id.items() if et in full["attrs"]}
+        sub_attrs = {et: full.attrs[et][ids.to(dev)] for et, ids in sub.edge_id.items() if et in full.attrs}
         sub_edges = {et: ei.to(dev) for et, ei in sub.edge_index.items()}
         local_targets = torch.arange(len(targets), device=dev)  # seeds come first, in order after unique
         n_local = len(sub.nodes[s.QUERY_NODE])
         hops = {et: h.to(dev) for et, h in sub.hops.edge_hop.items()}
         sub_edges, (sub_attrs, hops) = hide_queries(sub_edges, [sub_attrs, hops], local_targets, n_local)
-        x = {t: full["x"][t][ids.to(dev)] for t, ids in sub.nodes.items()}
+        x = {t: full.x[t][ids.to(dev)] for t, ids in sub.nodes.items()}
         z = model.encode(x, sub_edges, sub_attrs, Hops(sub.hops.within, hops))
         local = {t: v.to(dev) for t, v in sub.local.items()}
         pair = self.evidence(model, targets, local[s.QUERY_NODE], labels)
@@ -267,18 +277,18 @@ class _BatchEvidence:
     same evidence as hiding the targets from the whole graph (a test checks it), in time proportional to the batch.
     """
 
-    def __init__(self, full: dict[str, dict], sampler: NeighborSampler, num_nodes: dict[str, int]) -> None:
-        answered, attr = full["edges"][s.ANSWERED_BY], full["attrs"][s.ANSWERED_BY]
+    def __init__(self, full: GraphTensors, sampler: NeighborSampler, num_nodes: dict[str, int]) -> None:
+        answered, attr = full.edges[s.ANSWERED_BY], full.attrs[s.ANSWERED_BY]
         self.full, self.sampler, self.num_nodes = full, sampler, num_nodes
         with torch.no_grad():
             self.sums = outcome_sums(
                 answered,
-                attr[:, 0],
-                attr[:, 1],
-                attr[:, 2],
-                full["users"][s.ANSWERED_BY],
+                attr[:, s.OUTCOME_EFFECT],
+                attr[:, s.OUTCOME_HAS_EFFECT],
+                attr[:, s.OUTCOME_CHOSEN],
+                full.users[s.ANSWERED_BY],
                 num_nodes,
-                full["query_task"],
+                full.query_task,
             )
             self.per_query = finish_tables(self.sums)
         counts = torch.bincount(answered[0], minlength=num_nodes[s.QUERY_NODE])
@@ -292,10 +302,17 @@ class _BatchEvidence:
         full = self.full
         rowptr, order = self.by_query
         own = order[incoming(rowptr, targets)]  # the targets' outcome edges
-        answered, attr = full["edges"][s.ANSWERED_BY][:, own], full["attrs"][s.ANSWERED_BY][own]
-        users = full["users"][s.ANSWERED_BY][own]
+        answered, attr = full.edges[s.ANSWERED_BY][:, own], full.attrs[s.ANSWERED_BY][own]
+        users = full.users[s.ANSWERED_BY][own]
         removed = outcome_sums(
-            answered, attr[:, 0], attr[:, 1], attr[:, 2], users, self.num_nodes, full["query_task"], per_query=False
+            answered,
+            attr[:, s.OUTCOME_EFFECT],
+            attr[:, s.OUTCOME_HAS_EFFECT],
+            attr[:, s.OUTCOME_CHOSEN],
+            users,
+            self.num_nodes,
+            full.query_task,
+            per_query=False,
         )
         tables = tables_without(self.sums, self.per_query, removed)
         sim_ptr, sim_order, sim_src = self.sampler.csr[s.SIMILAR_TO]
@@ -305,8 +322,8 @@ class _BatchEvidence:
         is_target = torch.zeros(self.num_nodes[s.QUERY_NODE], dtype=torch.bool, device=targets.device)
         is_target[targets] = True
         keep = ~is_target[src]  # nothing leaves a target
-        sim = full["attrs"][s.SIMILAR_TO][sim_order[positions][keep], 0]
-        task = full["query_task"]
+        sim = full.attrs[s.SIMILAR_TO][sim_order[positions][keep], s.SIMILARITY]
+        task = full.query_task
         return model.pairs.gather(
             tables,
             src[keep],
@@ -322,7 +339,7 @@ class _BatchEvidence:
 
 
 @torch.no_grad()
-def _evaluate(model: RouterGNN, graph: dict[str, dict], labels: Labels, cost_weight: float) -> tuple[float, float]:
+def _evaluate(model: RouterGNN, graph: GraphTensors, labels: Labels, cost_weight: float) -> tuple[float, float]:
     model.eval()
     effect_loss, cost_loss = loss_terms(model, graph, labels, cost_weight)
     return float(effect_loss), float(cost_loss)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def search_space(trial: optuna.Trial) -> dict[str, dict[str, Any]]:
+def search_space(trial: optuna.trial.BaseTrial) -> dict[str, dict[str, Any]]:
     """The knobs worth searching, as sub-config updates."""
     return {
         "graph": {"k_neighbors": trial.suggest_int("k_neighbors", 5, 30)},

@@ -7,7 +7,9 @@ parameters (shrunk towards the population), never on the GNN: onboarding a user 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +32,8 @@ class UserPreference:
         return {"alpha": self.alpha, "affinity": self.affinity.tolist(), "n_choices": self.n_choices}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, object]) -> UserPreference:
-        return cls(float(raw["alpha"]), np.asarray(raw["affinity"], dtype=float), int(raw["n_choices"]))  # type: ignore[arg-type]
+    def from_dict(cls, raw: Mapping[str, Any]) -> UserPreference:
+        return cls(float(raw["alpha"]), np.asarray(raw["affinity"], dtype=float), int(raw["n_choices"]))
 
 
 @dataclass

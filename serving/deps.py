@@ -14,7 +14,7 @@ from serving.runtime import Served
 
 
 async def get_served(request: Request) -> Served:
-    return request.app.state.served  # type: ignore[no-any-return]
+    return request.app.state.served
 
 
 def _presented_key(request: Request) -> str | None:

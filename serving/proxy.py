@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphroute import Router
 from graphroute import schema as s
-from graphroute.base import RouteRequest
+from graphroute.schema import RouteRequest
 from serving.deps import ReadKey, ServedDep
 
 AUTO = "graphroute-auto"

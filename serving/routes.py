@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from graphroute import Router
-from graphroute.base import RouteRequest as LibRequest
 from graphroute.data.io import catalog_from_records
 from graphroute.errors import DataValidationError, UnknownLLMError
 from graphroute.events import FeedbackEvent, LLMAdded, LLMEnabled
 from graphroute.schema import ANONYMOUS_USER, Recommendation
+from graphroute.schema import RouteRequest as LibRequest
 from serving import schemas as sc
 from serving.deps import ReadKey, ServedDep, WriteKey
 from serving.follower import Decisions
@@ -31,11 +31,11 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def _lib_request(body: sc.RouteRequest) -> LibRequest:
+def _lib_request(body: sc.RouteBody) -> LibRequest:
     return LibRequest(body.query, body.user_id, body.task, body.k, body.alpha, body.candidates, body.max_cost)
 
 
-def _response(recs: list[Recommendation], version: str, request: Request, body: sc.RouteRequest) -> sc.RouteResponse:
+def _response(recs: list[Recommendation], version: str, request: Request, body: sc.RouteBody) -> sc.RouteResponse:
     request.app.state.metrics.chosen.labels(recs[0].llm).inc()
     request_id = request.app.state.decisions.record(body.user_id or ANONYMOUS_USER, body.query, recs[0].llm)
     ranking = [sc.RankedLLM(**r.__dict__) for r in recs]
@@ -43,7 +43,7 @@ def _response(recs: list[Recommendation], version: str, request: Request, body: 
 
 
 @router.post("/v1/route", response_model=sc.RouteResponse, dependencies=[ReadKey], tags=["routing"])
-async def route(body: sc.RouteRequest, request: Request) -> sc.RouteResponse:
+async def route(body: sc.RouteBody, request: Request) -> sc.RouteResponse:
     """Ranked LLMs for one query and user, with predicted effect, cost and utility."""
     recs, version = await request.app.state.batcher.submit(_lib_request(body))
     return _response(recs, version, request, body)

@@ -22,12 +22,11 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from graphroute import Router
-from graphroute.base import RouteRequest
 from graphroute.encoders import MemoryCache, make_encoder
 from graphroute.errors import GraphRouteError
 from graphroute.events import Event, FeedbackEvent
 from graphroute.replay import ReplayReport, apply_events, valid_rows
-from graphroute.schema import Recommendation
+from graphroute.schema import Recommendation, RouteRequest
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)

@@ -10,8 +10,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from graphroute.base import RouteRequest
-from graphroute.schema import Recommendation
+from graphroute.schema import Recommendation, RouteRequest
 from serving.runtime import ModelThread, Overloaded, Served
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class RouteRequest(_Body):
+class RouteBody(_Body):
     query: NonBlankStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt to route.")
     user_id: str | None = Field(default=None, max_length=256, description="Who asks; unknown → cold start.")
     task: str | None = Field(default=None, max_length=256, description="Task label; absent → inferred.")
@@ -43,7 +43,7 @@ class RouteResponse(BaseModel):
 
 
 class BatchRouteRequest(_Body):
-    requests: list[RouteRequest] = Field(min_length=1, max_length=MAX_BATCH)
+    requests: list[RouteBody] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class BatchRouteResponse(BaseModel):
@@ -58,9 +58,11 @@ class FeedbackRow(Interaction):
     request_id: str | None = Field(
         default=None, min_length=1, max_length=64, description="The decision this outcome is of (from its answer)."
     )
-    user_id: NonBlankStr | None = Field(default=None, min_length=1, max_length=256, description="Who asked.")
-    query: NonBlankStr | None = Field(default=None, min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt.")
-    llm: NonBlankStr | None = Field(default=None, min_length=1, max_length=256, description="The LLM that answered.")
+    user_id: NonBlankStr | None = Field(default=None, min_length=1, max_length=256, description="Who asked.")  # type: ignore[assignment]
+    query: NonBlankStr | None = Field(default=None, min_length=1, max_length=MAX_QUERY_CHARS, description="The prompt.")  # type: ignore[assignment]
+    llm: NonBlankStr | None = Field(default=None, min_length=1, max_length=256, description="The LLM that answered.")  # type: ignore[assignment]
+
+    # user_id, query and llm widen Interaction's str to optional: a request_id may stand in for them
 
     @model_validator(mode="after")
     def _named(self) -> FeedbackRow:

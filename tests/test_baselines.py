@@ -56,6 +56,7 @@ def test_routers_beat_random_on_demo(fitted: dict, dense_test: pd.DataFrame) -> 
     assert all(0 <= float(r["aiq"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp", "mf", "graphrouter-onehot"])
 def test_learned_baseline_depends_only_on_its_seed(
     name: str, demo: tuple[pd.DataFrame, list], fast_config: RouterConfig

@@ -8,6 +8,8 @@ from graphroute import RouterConfig
 from graphroute import schema as s
 from graphroute.bench import routing
 
+pytestmark = pytest.mark.slow  # a model fitted per held-out task on real data
+
 
 def test_held_out_tasks_never_fit_on_the_task_it_scores(
     demo: tuple[pd.DataFrame, list], fast_config: RouterConfig, monkeypatch: pytest.MonkeyPatch

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from graphroute.bench.scale import format_scale, plot_scale, run_scale
 from graphroute.data.synthetic import make_scale_logs
 from graphroute.training import resolve_device
+
+pytestmark = pytest.mark.slow  # the scale benchmark, a process per size
 
 
 def test_scale_benchmark_measures_every_phase_in_its_own_process(tmp_path: Path) -> None:

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -11,19 +10,9 @@ import pytest
 
 from graphroute.data.io import write_catalog, write_interactions
 from graphroute.data.synthetic import make_demo_logs
+from tests.conftest import cli
 
 FAST = ["--encoder", "hashing", "--epochs", "2"]
-
-
-def cli(
-    *args: str | Path,
-    cwd: Path | None = None,
-    launcher: Sequence[str] = (sys.executable,),
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """`graphroute ARGS` in a fresh process (``launcher`` runs ``-m graphroute.cli``: python, or torchrun)."""
-    command = [*launcher, "-m", "graphroute.cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +23,19 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_catalog(llms, root / "llms.yaml")
     write_interactions(make_demo_logs(n_queries=40, per_query=None, seed=3)[0], root / "test.jsonl")
     return root
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`graphroute ARGS` in this process (no start-up cost), with its exit code and stderr."""
+    from graphroute.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(map(str, args)), code, out.out, out.err)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -59,7 +61,9 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) 
         "unknown-type",
     ],
 )
-def test_bad_input_exits_2_with_one_line(files: Path, tmp_path: Path, case: str) -> None:
+def test_bad_input_exits_2_with_one_line(
+    files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
     frame = pd.read_csv(files / "logs.csv")
     path, needles = tmp_path / "bad.csv", ["bad.csv"]
     if case == "missing-column":
@@ -95,22 +99,26 @@ def test_bad_input_exits_2_with_one_line(files: Path, tmp_path: Path, case: str)
         needles = ["bad.xlsx", "unknown file type"]
     else:
         frame.to_csv(path, index=False)
-    assert_clean_error(cli("train", path, "--llms", files / "llms.yaml", "--out", tmp_path / "run", *FAST), *needles)
+    result = in_process(capsys, "train", path, "--llms", files / "llms.yaml", "--out", tmp_path / "run", *FAST)
+    assert_clean_error(result, *needles)
 
 
 @pytest.mark.parametrize(
     ("old", "new"),
     [("size: 1.0", "size: .inf"), ("size: 1.0", "size: 1.0e+309"), ("input_price: 0.05", "input_price: .nan")],
 )
-def test_non_finite_catalog_exits_2(files: Path, tmp_path: Path, old: str, new: str) -> None:
+def test_non_finite_catalog_exits_2(
+    files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str
+) -> None:
     catalog = tmp_path / "llms.yaml"
     text = (files / "llms.yaml").read_text()
     assert old in text
     catalog.write_text(text.replace(old, new, 1))
-    result = cli("train", files / "logs.csv", "--llms", catalog, "--out", tmp_path / "run", *FAST)
+    result = in_process(capsys, "train", files / "logs.csv", "--llms", catalog, "--out", tmp_path / "run", *FAST)
     assert_clean_error(result, "llms.yaml", "LLM entry 1", new.split(":")[0], "finite")
 
 
+@pytest.mark.slow
 def test_train_eval_export_and_corrupt_router(files: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = cli("train", files / "logs.csv", "--llms", files / "llms.yaml", "--out", run, *FAST)
@@ -119,7 +127,6 @@ def test_train_eval_export_and_corrupt_router(files: Path, tmp_path: Path) -> No
     result = cli(
         "eval",
         run,
-        "--logs",
         files / "test.jsonl",
         "--baselines",
         "best-single",
@@ -133,13 +140,124 @@ def test_train_eval_export_and_corrupt_router(files: Path, tmp_path: Path) -> No
     assert "oracle" in result.stdout and (run / "frontier.png").stat().st_size > 1000
     rows = json.loads((tmp_path / "eval.json").read_text())
     assert {r["router"] for r in rows} == {"graphroute", "best-single", "knn", "oracle"}
-    result = cli("export-graph", run, "--out", tmp_path / "graph.json")
-    assert result.returncode == 0 and json.loads((tmp_path / "graph.json").read_text())["nodes"]
+    result = cli("export-graph", run, "--output", tmp_path / "graph.json")
+    exported = json.loads((tmp_path / "graph.json").read_text())
+    assert result.returncode == 0 and exported["nodes"]
+    texts = {n["name"] for n in exported["nodes"] if n["node_type"] == "query"}
+    assert set(pd.read_csv(files / "logs.csv")["query"]) <= texts  # query nodes carry their text
+    outcomes = [e for e in exported["edges"] if e["relation"] == "answered_by"]
+    logged = pd.read_csv(files / "logs.csv")["cost"]
+    assert outcomes and all(logged.min() * 0.99 <= e["cost_usd"] <= logged.max() * 1.01 for e in outcomes)
     (run / "model.safetensors").write_bytes(b"broken")
-    assert_clean_error(cli("eval", run, "--logs", files / "test.jsonl"), str(run), "cannot load")
+    assert_clean_error(cli("eval", run, files / "test.jsonl"), str(run), "cannot load")
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "bench", "export-graph", "demo", "serve", "tune"])
-def test_every_command_has_help(command: str) -> None:
-    result = cli(command, "--help")
-    assert result.returncode == 0 and "usage: graphroute" in result.stdout and len(result.stdout) > 200
+def test_every_option_has_help(command: str) -> None:
+    from graphroute.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    undocumented = [a.dest for a in sub._actions if not a.help]
+    assert undocumented == [], f"{command}: options without help: {undocumented}"
+    assert {"verbose", "quiet"} <= {a.dest for a in sub._actions}  # -v / -q after the subcommand too
+
+
+@pytest.fixture(scope="module")
+def trained(files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = cli("train", files / "logs.csv", "--llms", files / "llms.yaml", "--out", run, *FAST)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, to / "run"))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["chosen-maybe", "catalog-folder", "epochs-negative", "epochs-zero", "out-is-file", "unknown-baseline"],
+)
+def test_command_line_mistakes_exit_2_with_one_line(
+    files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    logs, catalog, out = files / "logs.csv", files / "llms.yaml", tmp_path / "run"
+    extra: list[str | Path] = []
+    if case == "chosen-maybe":
+        frame = pd.read_csv(logs)
+        frame["chosen"] = frame["chosen"].astype(object)
+        frame.loc[3, "chosen"] = "maybe"
+        logs = tmp_path / "maybe.csv"
+        frame.to_csv(logs, index=False)
+        needles = ["maybe.csv", "row 4", "'chosen'", "'maybe'"]
+    elif case == "catalog-folder":
+        catalog = tmp_path
+        needles = [str(tmp_path), "folder"]
+    elif case in ("epochs-negative", "epochs-zero"):
+        extra = ["--epochs", "-3" if case == "epochs-negative" else "0"]
+        needles = ["--epochs", "at least 1"]
+    elif case == "out-is-file":
+        out = tmp_path / "taken.txt"
+        out.write_text("x")
+        needles = ["--out", "taken.txt", "is a file"]
+    else:
+        result = in_process(capsys, "eval", tmp_path, files / "test.jsonl", "--baselines", "foo")
+        assert_clean_error(result, "--baselines", "'foo'", "knn")
+        return
+    args = ["train", logs, "--llms", catalog, "--out", out, "--encoder", "hashing", *extra]
+    if not extra:
+        args += ["--epochs", "2"]
+    assert_clean_error(in_process(capsys, *args), *needles)
+
+
+@pytest.mark.parametrize("case", ["corrupt-weights", "bad-config", "store-scheme", "body-bytes"])
+def test_serve_refuses_with_one_line_before_starting(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    run = _copy_run(trained, tmp_path)
+    if case == "corrupt-weights":
+        (run / "model.safetensors").write_bytes(b"not weights")
+        needles = [str(run), "cannot load"]
+    elif case == "bad-config":
+        (run / "config.json").write_text("{not json")
+        needles = [str(run), "cannot load", "JSONDecodeError"]
+    elif case == "store-scheme":
+        monkeypatch.setenv("GRAPHROUTE_STORE_URL", "mysql://db/events")
+        needles = ["store url", "'mysql'"]
+    else:
+        monkeypatch.setenv("GRAPHROUTE_MAX_BODY_BYTES", "lots")
+        needles = ["GRAPHROUTE_MAX_BODY_BYTES", "'lots'"]
+    assert_clean_error(in_process(capsys, "serve", run, "--port", "1"), *needles)
+
+
+@pytest.mark.slow
+def test_version_verbosity_anywhere_and_unknown_columns(files: Path, tmp_path: Path) -> None:
+    from graphroute import __version__
+
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip().startswith(f"graphroute {__version__}")
+    frame = pd.read_csv(files / "logs.csv").rename(columns={"effect": "score"})
+    frame.to_csv(tmp_path / "score.csv", index=False)
+    for where in ("before", "after"):
+        args: list[str | Path] = ["train", tmp_path / "score.csv", "--llms", files / "llms.yaml"]
+        args += ["--out", tmp_path / where, *FAST]
+        result = cli("-v", *args) if where == "before" else cli(*args, "-v")
+        assert result.returncode == 0, result.stderr
+        assert "column(s) score are not log columns" in result.stderr  # a misnamed effect column is said, not silent
+        assert "INFO" in result.stderr and "best epoch" in result.stderr
+    quiet = cli("train", tmp_path / "score.csv", "--llms", files / "llms.yaml", "--out", tmp_path / "q", *FAST, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_bench_without_data_root_says_where_to_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graphroute.cli
+
+    monkeypatch.setattr(graphroute.cli, "DEFAULT_DATA", None)
+    result = in_process(capsys, "bench", "routing", "--out", tmp_path)
+    assert_clean_error(result, "--data-root", "GRAPHROUTE_DATA")
+    result = in_process(capsys, "bench", "routing", "--data-root", tmp_path, "--out", tmp_path)
+    assert_clean_error(result, "llmrouter-9llm", "not found", str(tmp_path))

@@ -14,7 +14,9 @@ from graphroute import Router
 from graphroute.bench.http import free_port
 from graphroute.data.io import write_catalog, write_interactions
 from graphroute.data.synthetic import make_demo_logs
-from tests.test_cli import cli
+from tests.conftest import cli
+
+pytestmark = pytest.mark.slow  # torchrun processes
 
 CONFIG = {
     "encoder": {"kind": "hashing", "dim": 64},

@@ -26,6 +26,7 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(EmbeddingCache(tmp_path).get([key, "other"])[key], np.arange(4))
 
 
+@pytest.mark.slow
 def test_minilm_offline_with_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     enc = SentenceTransformerEncoder(cache_dir=tmp_path)
@@ -44,6 +45,7 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("onnx-cache")  # one export for the module's tests
 
 
+@pytest.mark.slow
 def test_onnx_vectors_equal_sentence_transformers(onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default runtime gives the library's vectors to 1e-5: single texts, batches of mixed lengths (padding),
     texts past 256 tokens (truncation), in the order given; the export is reused, not redone."""
@@ -66,6 +68,7 @@ def test_onnx_vectors_equal_sentence_transformers(onnx_dir: Path, monkeypatch: p
     np.testing.assert_allclose(again.encode(texts[:2]), want[:2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_int8_model_keeps_the_direction_under_its_own_name(onnx_dir: Path) -> None:
     enc = SentenceTransformerEncoder(cache_dir=onnx_dir, quantize=True, cache_vectors=False)
     texts = ["What is the capital of France?", "Write a sorting function in Python."]
@@ -85,6 +88,7 @@ def test_batches_are_sorted_by_length_and_cover_every_text() -> None:
     assert sorted(np.concatenate(chunks).tolist()) == list(range(300))
 
 
+@pytest.mark.slow
 def test_onnx_falls_back_to_pytorch_when_it_disagrees(
     onnx_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,6 +120,7 @@ def test_memory_cache_is_a_bounded_lru_with_the_same_vectors() -> None:
     assert calls[-1] == ["c d"] and cache.name == inner.name and cache.dim == 32
 
 
+@pytest.mark.slow
 def test_embedding_bench_reports_speed_and_agreement(onnx_dir: Path) -> None:
     """The runtimes' figures: the exact runtime agrees to 1e-5, int8 only in direction; timings are positive."""
     from graphroute.bench.embedding import measure

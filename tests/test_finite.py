@@ -13,6 +13,8 @@ from graphroute import schema as s
 from graphroute.data.synthetic import make_demo_logs
 from graphroute.errors import DataValidationError
 
+pytestmark = pytest.mark.slow  # hypothesis drives many fits
+
 CFG = RouterConfig(encoder={"kind": "hashing", "dim": 32}, model={"hidden_channels": 16}, train={"epochs": 2})
 EXTREMES = [0.0, 1e-300, 1e-12, 1.0, s.MAX_COST]
 

@@ -62,6 +62,8 @@ def test_unknown_user_is_cold_start_not_someone_else(router: Router) -> None:
     cold = router.recommend(QUERY, user_id="never-seen", k=6)
     default = router.recommend(QUERY, user_id="another-stranger", k=6)
     assert [r.llm for r in cold] == [r.llm for r in default]
+    saver = router.recommend(QUERY, user_id="saver", k=6)  # ids are read: the adapted user ranks otherwise
+    assert [(r.llm, round(r.utility, 6)) for r in saver] != [(r.llm, round(r.utility, 6)) for r in cold]
 
 
 def test_add_llm_routable_at_once_and_saved(router: Router, tmp_path: Path) -> None:

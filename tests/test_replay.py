@@ -60,6 +60,7 @@ def test_replay_applies_every_change_once_and_skips_bad_rows(router: Router, tmp
     assert replay_store(Router.load(tmp_path / "served"), store).applied == 0
 
 
+@pytest.mark.slow
 def test_a_router_trained_with_the_store_replays_only_newer_events(router: Router, demo: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]
     store = open_store(tmp_path / "events.sqlite")
     served_changes(store, router.tables_.queries.texts[0])

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from graphroute import Router, RouterConfig
-from graphroute.base import MEMBER_QUANTILES
 from graphroute.errors import CorruptRouterError, DataValidationError, NotFittedError, UnknownLLMError
+from graphroute.router import MEMBER_QUANTILES
 
 QUERIES = [
     "Write a Python function that returns the median of a list of integers.",
@@ -20,8 +20,13 @@ QUERIES = [
 ]
 
 
-def test_fit_returns_self_and_learned_state(fitted_router: Router) -> None:
+def test_fit_returns_self_and_learned_state(demo: tuple[pd.DataFrame, list], fitted_router: Router) -> None:
+    logs, llms = demo
+    fresh = Router(RouterConfig(encoder={"kind": "hashing", "dim": 16}, train={"epochs": 1}))
+    assert "not fitted" in repr(fresh)
+    assert fresh.fit(logs.head(200), llms) is fresh
     r = fitted_router
+    assert repr(r).startswith("Router(6 LLMs (6 enabled),") and "8 users" in repr(r)
     assert r.llm_names_[0] == "tiny-fast" and len(r.user_ids_) == 8
     assert r.history_.best_epoch >= 0 and r.history_.history
     assert {"train_loss", "val_effect_loss"} <= set(r.history_.history[0])
@@ -114,6 +119,8 @@ def test_unknown_user_gets_cold_start(fitted_router: Router) -> None:
     a, _ = fitted_router.predict_outcomes(QUERIES, user_ids=["nobody"] * 3)
     b, _ = fitted_router.predict_outcomes(QUERIES, user_ids=["someone-else"] * 3)
     np.testing.assert_allclose(a, b)
+    known, _ = fitted_router.predict_outcomes(QUERIES, user_ids=[fitted_router.user_ids_[0]] * 3)
+    assert np.abs(known - a).max() > 1e-4  # a known user's own evidence moves the prediction: ids are read
 
 
 def test_save_load_identical_predictions(fitted_router: Router, tmp_path: Path) -> None:
@@ -164,6 +171,7 @@ def test_seeded_training_is_reproducible(demo: tuple[pd.DataFrame, list], fast_c
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_lowers_validation_loss(demo: tuple[pd.DataFrame, list], fast_config: RouterConfig) -> None:
     logs, llms = demo
     hist = Router(fast_config).fit(logs, llms).history_
@@ -174,6 +182,7 @@ def with_train(config: RouterConfig, **train: object) -> RouterConfig:
     return config.model_copy(update={"train": config.train.model_copy(update=train)})
 
 
+@pytest.mark.slow
 def test_neighbour_sampled_training_reaches_the_full_graph_quality(
     demo: tuple[pd.DataFrame, list], fast_config: RouterConfig
 ) -> None:
@@ -187,6 +196,7 @@ def test_neighbour_sampled_training_reaches_the_full_graph_quality(
     assert len(sampled.recommend(QUERIES[0], k=2)) == 2
 
 
+@pytest.mark.slow
 def test_end_to_end_generate_train_save_load_recommend(tmp_path: Path, fast_config: RouterConfig) -> None:
     from graphroute.data.io import read_catalog, read_interactions, write_catalog, write_interactions
     from graphroute.data.synthetic import make_demo_logs

@@ -5,10 +5,13 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 
 from graphroute import RouterConfig
 from graphroute.data.io import write_catalog, write_interactions
 from graphroute.data.synthetic import make_demo_logs
+
+pytestmark = pytest.mark.slow  # Optuna worker processes
 
 
 def test_two_workers_share_one_study_and_the_best_config_trains(tmp_path: Path) -> None:
@@ -34,7 +37,7 @@ def test_two_workers_share_one_study_and_the_best_config_trains(tmp_path: Path) 
         "hashing",
         "--epochs",
         "3",
-        "--out",
+        "--output",
         str(tmp_path / "best.yaml"),
     ]
     workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

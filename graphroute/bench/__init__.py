@@ -1,1 +1,1 @@
-"""Benchmark protocols of GUIDE §5 (``graphroute bench <name>``)."""
+"""Benchmark protocols, figures in docs/benchmarks.md (``graphroute bench <name>``)."""

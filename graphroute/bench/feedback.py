@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ async def _deployment(
 
 def deployment_rounds(
     port: int, queries: list[str], headers: dict[str, str], clients: int = 8, rounds: int = 3
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Route-only and route-then-feedback rounds, alternating, each on fresh queries (nothing cached)."""
     per_phase = len(queries) // (2 * rounds)
     out: list[dict[str, float]] = []
@@ -121,7 +122,7 @@ async def _burst(port: int, clients: int, seconds: float, headers: dict[str, str
     return acked, failed, time.perf_counter() - start
 
 
-def feedback_burst(port: int, headers: dict[str, str], clients: int = 4, seconds: float = 5.0) -> dict[str, object]:
+def feedback_burst(port: int, headers: dict[str, str], clients: int = 4, seconds: float = 5.0) -> dict[str, Any]:
     acked, failed, took = asyncio.run(_burst(port, clients, seconds, headers))
     return {"clients": clients, "seconds": round(took, 2), "rows_acked": acked, "failures": failed,
             "durable_rows_per_s": round(acked / took, 1)}  # fmt: skip
@@ -156,12 +157,12 @@ async def _beside_batch(port: int, singles: list[str], batch: list[str]) -> tupl
     start = time.perf_counter()
     task = asyncio.create_task(send_batch())
     await asyncio.sleep(0.05)  # the batch is in flight
-    seconds = await _singles(port, singles, until=task)  # type: ignore[arg-type]
+    seconds = await _singles(port, singles, until=task)
     status = await task
     return seconds, time.perf_counter() - start, status
 
 
-def batch_interference(port: int, singles: list[str], long_texts: list[str], n_alone: int = 40) -> dict[str, object]:
+def batch_interference(port: int, singles: list[str], long_texts: list[str], n_alone: int = 40) -> dict[str, Any]:
     """Single-route p50 alone (before and after) and while a batch of long texts is in flight."""
     before = asyncio.run(_singles(port, singles[:n_alone]))
     beside, batch_s, status = asyncio.run(_beside_batch(port, singles[n_alone:-n_alone], long_texts))

@@ -53,13 +53,13 @@ class Connection:
 
 
 async def post_all(
-    port: int, bodies: list[dict[str, object]], clients: int, path: str = "/v1/route"
+    port: int, bodies: list[dict[str, Any]], clients: int, path: str = "/v1/route"
 ) -> tuple[list[float], int]:
     """POST each body over ``clients`` keep-alive connections; per-request seconds and the non-200 count."""
     seconds: list[float] = []
     failures = 0
 
-    async def connection(part: list[dict[str, object]]) -> None:
+    async def connection(part: list[dict[str, Any]]) -> None:
         nonlocal failures
         conn = await Connection.open(port)
         try:

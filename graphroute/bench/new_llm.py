@@ -1,5 +1,5 @@
 """P2 new LLM: hold each LLM out of training, onboard it from its description alone and with 10 and 50 probe
-outcomes, and compare with the router trained with it (GUIDE §5)."""
+outcomes, and compare with the router trained with it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def run_new_llm(
     probes: Sequence[int] = PROBES,
     seed: int = 0,
     draws: int = DRAWS,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Per held-out LLM: reward@0.5 and AIQ after onboarding with n probes, as % of the router trained with it.
 
     Which ten queries are probed moves a result by several points, so each n > 0 is scored over ``draws``
@@ -49,7 +50,7 @@ def run_new_llm(
     test = bench.tests["test"]
     trained = Router(config).fit(bench.train, bench.llms)
     reference = _score(trained, test)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     names = [m.name for m in bench.llms]
     for llm in held_out or names:
         profile = next(m for m in bench.llms if m.name == llm)
@@ -59,7 +60,7 @@ def run_new_llm(
         known = [q for q in router.tables_.queries.texts if q in truth.index]
         with tempfile.TemporaryDirectory() as tmp:
             router.save(Path(tmp) / "without")
-            row: dict[str, object] = {
+            row: dict[str, Any] = {
                 "llm": llm,
                 "without_it": _score(router, test[test[s.LLM] != llm], llm),
                 "share@0.5_trained_with_it": _score(trained, test, llm)["share@0.5"],
@@ -92,12 +93,12 @@ def run_new_llm(
     return {"reference_trained_with_all": reference, "per_llm": rows, "summary": summary}
 
 
-def format_new_llm(results: dict[str, object]) -> str:
+def format_new_llm(results: dict[str, Any]) -> str:
     """One row per held-out LLM: % of the reference reward@0.5 per number of probes."""
     from graphroute.bench.report import format_table
 
     rows = []
-    for row in results["per_llm"]:  # type: ignore[attr-defined]
+    for row in results["per_llm"]:
         rows.append(
             {
                 "held-out LLM": row["llm"],
@@ -107,16 +108,16 @@ def format_new_llm(results: dict[str, object]) -> str:
                 **{f"share@0.5 {k}": v["share@0.5"] for k, v in row.items() if k.startswith("probes")},
             }
         )
-    ref = results["reference_trained_with_all"]  # type: ignore[index]
+    ref = results["reference_trained_with_all"]
     return f"reference reward@0.5 {ref['reward@0.5']}, AIQ {ref['aiq']}\n{format_table(rows)}"
 
 
-def plot_new_llm(results: dict[str, object], path: Path) -> None:
+def plot_new_llm(results: dict[str, Any], path: Path) -> None:
     """% of the reference reward@0.5 versus probes, one line per held-out LLM."""
     from graphroute.bench.report import saved_figure
 
     with saved_figure(path, legend_size=6) as ax:
-        for row in results["per_llm"]:  # type: ignore[attr-defined]
+        for row in results["per_llm"]:
             keys = [k for k in row if k.startswith("probes")]
             ax.plot(
                 [int(k.split("=")[1]) for k in keys],

@@ -62,6 +62,8 @@ def plot_frontiers(evaluation: Evaluation, path: str | Path, title: str) -> None
                 label=f"{name} (AIQ {sc.aiq:.3f})",
             )
             ax.scatter([c for c, _ in sc.points], [q for _, q in sc.points], s=6, color=color, alpha=0.4)
+        if all(c > 0 for sc in evaluation.scores.values() for c, _ in sc.points):
+            ax.set_xscale("log")  # prices span orders of magnitude: a linear axis crams the cheap routers together
         ax.set_xlabel("mean cost per query (USD)")
         ax.set_ylabel("quality (mean effect)")
         ax.set_title(title)

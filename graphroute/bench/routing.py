@@ -1,4 +1,4 @@
-"""P1 routing: llmrouter-9llm train → test, and routerdc-7llm in-distribution and OOD (GUIDE §5); and unseen
+"""P1 routing: llmrouter-9llm train → test, and routerdc-7llm in-distribution and OOD; and unseen
 tasks on the train logs alone, each task held out in turn, where design choices for unseen tasks can be made
 without looking at the OOD test files."""
 
@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,13 +47,13 @@ def run_routing(
     datasets: Sequence[str] = tuple(DATASETS),
     routers: Sequence[str] = tuple(ROUTERS),
     out_dir: Path | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Fit every router on each dataset's train log and score it on each test log.
 
     Returns a JSON-able dict: per dataset and test split, a row per router, and bootstrap comparisons of the
     GNN against every other router at the report alphas.
     """
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
     for dataset in datasets:
         folder = data_root / dataset
         bench = DATASETS[dataset](folder)
@@ -79,25 +80,25 @@ def run_routing(
     return results
 
 
-def format_results(results: dict[str, object]) -> str:
+def format_results(results: dict[str, Any]) -> str:
     parts = []
     cols = ["router", "quality@1.0", "reward@1.0", "reward@0.5", "reward@0.2", "gap@1.0", "gap@0.5", "aiq"]
     for key, res in results.items():
-        parts.append(f"## {key} ({res['n_queries']} queries)")  # type: ignore[index]
-        parts.append(format_table(res["rows"], cols))  # type: ignore[index]
+        parts.append(f"## {key} ({res['n_queries']} queries)")
+        parts.append(format_table(res["rows"], cols))
     return "\n\n".join(parts)
 
 
 def held_out_tasks(
     train: pd.DataFrame, llms: Sequence[LLMProfile], names: Sequence[str], config: RouterConfig
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Each task of ``train`` held out in turn: every router fitted on the other tasks, scored on that one.
 
     Returns quality at alpha 1 per held-out task and router, the mean over tasks (each task one vote: a whole
     unseen task follows whichever known task it resembles, so tasks, not queries, are the units of chance here)
     and, for the GNN, on how many tasks it beats each other router.
     """
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for task in sorted(train[s.TASK].unique()):
         held = (train[s.TASK] == task).to_numpy()
         fitted, _ = fit_routers(Benchmark(train[~held].reset_index(drop=True), {}, list(llms)), names, config)
@@ -110,9 +111,9 @@ def held_out_tasks(
             }
         )
     routers = [c for c in rows[0] if c not in ("held-out task", "queries")]
-    mean = {n: round(float(np.mean([r[n] for r in rows])), 4) for n in routers}  # type: ignore[misc]
+    mean = {n: round(float(np.mean([r[n] for r in rows])), 4) for n in routers}
     wins = {
-        n: sum(float(r["graphroute"]) > float(r[n]) for r in rows)  # type: ignore[arg-type]
+        n: sum(float(r["graphroute"]) > float(r[n]) for r in rows)
         for n in routers
         if "graphroute" in routers and n != "graphroute"
     }
@@ -121,20 +122,20 @@ def held_out_tasks(
 
 def run_held_out_tasks(
     data_root: Path, config: RouterConfig, datasets: Sequence[str], routers: Sequence[str]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``held_out_tasks`` on each dataset's train log; its test files are never read into a fit or a score."""
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
     for dataset in datasets:
         bench = DATASETS[dataset](data_root / dataset)
         results[dataset] = held_out_tasks(bench.train, bench.llms, routers, config)
     return results
 
 
-def format_held_out(results: dict[str, object]) -> str:
+def format_held_out(results: dict[str, Any]) -> str:
     parts = []
     for dataset, res in results.items():
-        rows = [*res["rows"], {"held-out task": "mean over tasks", **res["mean_over_tasks"]}]  # type: ignore[index]
+        rows = [*res["rows"], {"held-out task": "mean over tasks", **res["mean_over_tasks"]}]
         parts.append(f"## {dataset}: quality@1.0 on each train task held out in turn")
         parts.append(format_table(rows))
-        parts.append(f"graphroute wins (of {res['n_tasks']} tasks): {res['graphroute_wins_of_tasks']}")  # type: ignore[index]
+        parts.append(f"graphroute wins (of {res['n_tasks']} tasks): {res['graphroute_wins_of_tasks']}")
     return "\n\n".join(parts)

@@ -31,7 +31,7 @@ def measure(n_interactions: int, seed: int = 0) -> dict[str, float]:
     from graphroute.router import Router
 
     logs, llms = make_scale_logs(n_interactions, seed=seed)
-    config = RouterConfig(encoder={"kind": "hashing"}, train={"epochs": 1, "seed": seed})
+    config = RouterConfig.model_validate({"encoder": {"kind": "hashing"}, "train": {"epochs": 1, "seed": seed}})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "logs.parquet"
         write_interactions(logs, path)

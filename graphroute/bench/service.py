@@ -1,5 +1,5 @@
 """P4 service: real HTTP against `graphroute serve` on 127.0.0.1, beside the bare embedding cost measured in the
-same run (GUIDE §5). The router is trained on demo logs with the real MiniLM encoder and no embedding cache, so
+same run. The router is trained on demo logs with the real MiniLM encoder and no embedding cache, so
 every request pays for its embedding, as in production."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from graphroute.bench import feedback as fb
 from graphroute.bench.http import free_port, post_all
-from graphroute.config import RouterConfig
+from graphroute.config import EncoderConfig, RouterConfig
 from graphroute.data.store import open_store
 from graphroute.data.synthetic import make_demo_logs
 
@@ -36,7 +37,8 @@ def run_service(
     rounds: int = 3,
     seed: int = 0,
     feedback_routes: int = 1440,
-) -> dict[str, object]:
+    encoder: EncoderConfig | None = None,
+) -> dict[str, Any]:
     """Latency and throughput of /v1/route next to bare embedding time and batched-embedding throughput.
 
     This machine's speed drifts by 20-40 % within minutes, so each comparison is interleaved rather than run as
@@ -45,10 +47,12 @@ def run_service(
     batched embedding and concurrent routing ``rounds`` times, and the ratio is the median of the rounds' ratios.
     Then the feedback phase (``graphroute.bench.feedback``) on the same server: ``feedback_routes`` fresh queries
     for the route-then-feedback rounds, a feedback burst, and a batch of long texts beside single routes.
+    ``encoder`` chooses MiniLM's runtime (default: the config's default) for the server and the bare embedding.
     """
-    from graphroute.encoders import SentenceTransformerEncoder
+    from graphroute.encoders import make_encoder
     from graphroute.router import Router
 
+    encoder_config = (encoder or EncoderConfig()).model_copy(update={"kind": "minilm", "cache_dir": None})
     logs, llms = make_demo_logs(n_queries=1500, seed=seed)
     seen = set(logs["query"])
     pool = make_demo_logs(n_queries=2 * (n_single + n_concurrent), per_query=1, seed=seed + 99)[0]["query"]
@@ -62,7 +66,7 @@ def run_service(
     deploy, beside = rest[:feedback_routes], rest[feedback_routes : 2 * feedback_routes]
     key = secrets.token_hex(8)
     with tempfile.TemporaryDirectory() as tmp:
-        Router(RouterConfig(encoder={"kind": "minilm", "cache_dir": None})).fit(logs, llms).save(Path(tmp) / "r")
+        Router(RouterConfig(encoder=encoder_config)).fit(logs, llms).save(Path(tmp) / "r")
         port = free_port()
         env = {
             **os.environ,
@@ -78,12 +82,12 @@ def run_service(
         )
         try:
             _wait(f"http://127.0.0.1:{port}")
-            encoder = SentenceTransformerEncoder()
-            encoder.encode(["warm up"])
+            bare = make_encoder(encoder_config, cache_vectors=False)
+            bare.encode(["warm up"])
             asyncio.run(post_all(port, [{"query": "warm up"}], 1))
-            embed, route = _single(encoder, port, single, BLOCK)
-            idle_embed, idle_route = _single(encoder, port, idle, 1)
-            rounds_out = [_round(encoder, port, burst, clients) for burst in bursts]
+            embed, route = _single(bare, port, single, BLOCK)
+            idle_embed, idle_route = _single(bare, port, idle, 1)
+            rounds_out = [_round(bare, port, burst, clients) for burst in bursts]
             headers = {"X-API-Key": key}
             feedback = {
                 "deployment": fb.deployment_rounds(port, deploy, headers, rounds=rounds),
@@ -115,7 +119,7 @@ def run_service(
     }
 
 
-def _latency(embed: list[float], route: list[float]) -> dict[str, object]:
+def _latency(embed: list[float], route: list[float]) -> dict[str, Any]:
     """p50/p99 of paired embedding and route seconds, and the route's overhead over the embedding."""
     p50_embed, p50_route = _pct(embed, 50), _pct(route, 50)
     return {
@@ -200,9 +204,9 @@ def _wait(url: str) -> None:
     raise RuntimeError("server did not become ready")
 
 
-def format_service(results: dict[str, object]) -> str:
+def format_service(results: dict[str, Any]) -> str:
     from graphroute.bench.report import format_table
 
     keys = ("single", "single_after_idle", "concurrent", "deployment", "burst", "long_batch")
-    parts = [f"{key}:\n" + format_table([results[key]]) for key in keys if key in results]  # type: ignore[list-item]
+    parts = [f"{key}:\n" + format_table([results[key]]) for key in keys if key in results]
     return "\n\n".join(parts)

@@ -1,11 +1,12 @@
 """P3 users: simulated users on llmrouter-9llm, personalised vs user-agnostic routing, and new users from k
-interactions (GUIDE §5)."""
+interactions."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,7 @@ def _utility_scores(
 
 def run_users(
     data_root: Path, config: RouterConfig, n_users: int = 200, new_fraction: float = 0.2, seed: int = 0
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Fit on the simulated logs of the known users; score top-1 user utility on test queries for known users,
     and for new users adapted from k of their interactions."""
     bench = load_llmrouter(data_root / "llmrouter-9llm")
@@ -144,7 +145,7 @@ def _new_user_curve(
     effect: np.ndarray,
     norm: np.ndarray,
     rng: np.random.Generator,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     new = np.array(sorted(users.ids.index(u) for u in new_ids))
     owner = new[rng.integers(len(new), size=len(queries))]
     owner_ids = [users.ids[u] for u in owner]
@@ -158,7 +159,7 @@ def _new_user_curve(
                 asked = sorted(rows[s.QUERY].unique())
                 keep = asked if k == "all" else asked[: int(k)]
                 if keep:
-                    adapted.update_user(user, rows[rows[s.QUERY].isin(keep)])
+                    adapted.update_user(str(user), rows[rows[s.QUERY].isin(keep)])
             choice = np.argmax(adapted.predict_utility(queries, user_ids=owner_ids), axis=1)
             results[str(k)] = _utility_scores(users, owner, effect, norm, choice)
             logger.info("new users, k=%s: %s", k, results[str(k)])
@@ -170,29 +171,26 @@ def _new_user_curve(
     }
 
 
-def format_users(results: dict[str, object]) -> str:
+def format_users(results: dict[str, Any]) -> str:
     """Tables of the P3 results."""
     from graphroute.bench.report import format_table
 
-    known = [{"router": name, **scores} for name, scores in results["known_users"].items()]  # type: ignore[attr-defined]
-    curve = results["new_users"]  # type: ignore[index]
-    new = [
-        {"k": k, **v, "pct_of_fully_trained": curve["pct_of_fully_trained"][k]}  # type: ignore[index]
-        for k, v in curve["per_k"].items()
-    ]  # type: ignore[index]
+    known = [{"router": name, **scores} for name, scores in results["known_users"].items()]
+    curve = results["new_users"]
+    new = [{"k": k, **v, "pct_of_fully_trained": curve["pct_of_fully_trained"][k]} for k, v in curve["per_k"].items()]
     return (
         f"## known users ({results['n_users']} simulated users, {results['n_test_queries']} test queries)\n"
         f"{format_table(known)}\n\n## new users adapted from k interactions\n{format_table(new)}"
     )
 
 
-def plot_users(results: dict[str, object], path: Path) -> None:
+def plot_users(results: dict[str, Any], path: Path) -> None:
     """User utility of new users versus k, against the fully trained user and the oracle."""
     from graphroute.bench.report import saved_figure
 
-    per_k = results["new_users"]["per_k"]  # type: ignore[index]
+    per_k = results["new_users"]["per_k"]
     ks = [k for k in per_k if k != "all"]
-    agnostic = results["known_users"]["graphroute (user-agnostic)"]["utility"]  # type: ignore[index]
+    agnostic = results["known_users"]["graphroute (user-agnostic)"]["utility"]
     with saved_figure(path) as ax:
         ax.plot([int(k) for k in ks], [per_k[k]["utility"] for k in ks], marker="o", label="new user after k")
         ax.axhline(per_k["all"]["utility"], ls="--", color="g", label="fully trained user")

@@ -1,4 +1,4 @@
-"""Turn the shared benchmark sets into the interaction-log format (GUIDE §3). The data is read, never copied."""
+"""Turn the shared benchmark sets into the interaction-log format. The data is read where it lies, never copied."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,7 +26,7 @@ class Benchmark:
     llms: list[LLMProfile]
 
 
-def _read_json(path: Path) -> object:
+def _read_json(path: Path) -> Any:
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -36,7 +37,7 @@ def _read_json(path: Path) -> object:
 
 
 def _long(rows: list[dict], task_of: dict[str, str] | None = None, task: str | None = None) -> pd.DataFrame:
-    records = []
+    records: list[dict[str, object]] = []
     for row in rows:
         q = row["question"]
         t = task if task is not None else (task_of or {}).get(q, s.DEFAULT_TASK)
@@ -46,18 +47,18 @@ def _long(rows: list[dict], task_of: dict[str, str] | None = None, task: str | N
 
 def load_llmrouter(folder: str | Path) -> Benchmark:
     """llmrouter-9llm: 9 scored LLMs, task from the query files; test questions seen in train are dropped
-    from train (GUIDE §3). Cost is left to the catalog estimate (no token counts in the set)."""
+    from train, so no test question is trained on. Cost is left to the catalog estimate (no token counts in the set)."""
     folder = Path(folder)
     catalog = _read_json(folder / "default_llm.json")
     train_rows = _read_json(folder / "train.json.gz")
     test_rows = _read_json(folder / "test.json.gz")
     task_of: dict[str, str] = {}
     for name in ("default_query_train.jsonl.gz", "default_query_test.jsonl.gz"):
-        for row in _read_json(folder / name):  # type: ignore[union-attr]
+        for row in _read_json(folder / name):
             task_of.setdefault(row["query"], row["task_name"])
-    test_questions = {r["question"] for r in test_rows}  # type: ignore[union-attr]
-    train_rows = [r for r in train_rows if r["question"] not in test_questions]  # type: ignore[union-attr]
-    scored = set(test_rows[0]["scores"])  # type: ignore[index]
+    test_questions = {r["question"] for r in test_rows}
+    train_rows = [r for r in train_rows if r["question"] not in test_questions]
+    scored = set(test_rows[0]["scores"])
     llms = [
         LLMProfile(
             name=name,
@@ -67,10 +68,10 @@ def load_llmrouter(folder: str | Path) -> Benchmark:
             size=float(str(m.get("size", "0")).rstrip("Bb") or 0),
         )
         for name, m in catalog.items()
-        if name in scored  # type: ignore[union-attr]
+        if name in scored
     ]
-    train = _long(train_rows, task_of).drop_duplicates([s.QUERY, s.LLM])  # type: ignore[arg-type]
-    test = _long(test_rows, task_of).drop_duplicates([s.QUERY, s.LLM])  # type: ignore[arg-type]
+    train = _long(train_rows, task_of).drop_duplicates([s.QUERY, s.LLM])
+    test = _long(test_rows, task_of).drop_duplicates([s.QUERY, s.LLM])
     return Benchmark(train, {"test": test}, llms)
 
 
@@ -93,7 +94,7 @@ def load_routerdc(folder: str | Path) -> Benchmark:
     for path in sorted(folder.glob("*.json.gz")):
         stem = path.name.removesuffix(".json.gz")
         task = stem.replace("-train", "").replace("-test", "").removesuffix("_train").removesuffix("_test")
-        frame = _long(_read_json(path), task=task)  # type: ignore[arg-type]
+        frame = _long(_read_json(path), task=task)
         if stem in ROUTERDC_OOD:
             ood_parts.append(frame)
         elif stem.endswith(("train", "_train")):

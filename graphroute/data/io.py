@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from graphroute.schema import Interaction, LLMProfile
 PARQUET_SUFFIXES = (".parquet", ".pq")
 LOG_SUFFIXES = (".csv", *PARQUET_SUFFIXES, ".jsonl", ".ndjson", ".json")
 CATALOG_SUFFIXES = (".yaml", ".yml", ".json")
+logger = logging.getLogger(__name__)
 
 
 def query_id_of(text: str) -> str:
@@ -70,6 +72,8 @@ def iter_interactions(
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataValidationError(f"{path}: is a folder; give the log file")
     suffix = path.suffix.lower()
     if suffix not in LOG_SUFFIXES:
         raise DataValidationError(f"{path}: unknown file type {suffix!r}; expected one of {', '.join(LOG_SUFFIXES)}")
@@ -117,8 +121,40 @@ def validate_interactions(
     else:
         out[s.QUERY_ID] = out[s.QUERY_ID].astype(str)
     if s.CHOSEN in out.columns:
-        out[s.CHOSEN] = out[s.CHOSEN].astype("boolean")
+        out[s.CHOSEN] = _chosen_column(out, source)
+    unknown = [c for c in frame.columns if c not in s.REQUIRED_COLUMNS + s.OPTIONAL_COLUMNS]
+    if unknown and first_row == 0:
+        logger.warning(
+            "%s: column(s) %s are not log columns and are ignored (log columns: %s)",
+            source,
+            ", ".join(map(str, unknown)),
+            ", ".join(s.REQUIRED_COLUMNS + s.OPTIONAL_COLUMNS),
+        )
     return out.reset_index(drop=True)
+
+
+_TRUE, _FALSE = {"true", "1", "yes", "1.0"}, {"false", "0", "no", "0.0"}
+
+
+def _chosen_column(frame: pd.DataFrame, source: str) -> pd.Series:
+    """``chosen`` as a nullable boolean; True/False, 1/0, yes/no in any case, or empty. Anything else is an error
+    naming the row: a typo must not silently become "not chosen"."""
+    column = frame[s.CHOSEN]
+    if pd.api.types.is_bool_dtype(column):
+        return column.astype("boolean")
+    values: list[object] = []
+    for i, value in column.items():
+        if _missing(value):
+            values.append(pd.NA)
+        elif isinstance(value, bool | np.bool_):
+            values.append(bool(value))
+        elif str(value).strip().lower() in _TRUE:
+            values.append(True)
+        elif str(value).strip().lower() in _FALSE:
+            values.append(False)
+        else:
+            raise _bad_row(source, cast(int, i), s.CHOSEN, value, "must be true or false (or 1/0, yes/no, empty)")
+    return pd.Series(values, index=frame.index, dtype="boolean")
 
 
 def interaction_rows(
@@ -251,6 +287,8 @@ def read_catalog(path: str | Path) -> list[LLMProfile]:
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataValidationError(f"{path}: is a folder; give the catalog file (YAML or JSON)")
     suffix = path.suffix.lower()
     if suffix not in CATALOG_SUFFIXES:
         raise DataValidationError(f"{path}: unknown catalog type {suffix!r}; expected .yaml, .yml or .json")

@@ -1,4 +1,4 @@
-"""Simulated users on dense benchmark data (protocol P3 of GUIDE §5).
+"""Simulated users on dense benchmark data (the users benchmark, P3).
 
 A dense benchmark scores every LLM on every query but has no users. This turns it into the sparse, per-user logs
 production sees: each user has a trade-off alpha and affinities for a few LLMs; each query is asked by one user,

@@ -17,7 +17,7 @@ from torch_geometric.data import HeteroData
 from graphroute import schema as s
 from graphroute.graph.knn import nearest_neighbors
 
-OUTCOME_DIM = 4  # effect, has_effect, chosen (0 / 0.5 unknown / 1), standardised log cost
+OUTCOME_DIM = len(s.OUTCOME_ATTRS)  # effect, has_effect, chosen (0 / 0.5 unknown / 1), standardised log cost
 
 
 def _t(array: np.ndarray | Sequence[float], dtype: torch.dtype = torch.float32) -> Tensor:
@@ -95,7 +95,7 @@ def similarity_lists(data: HeteroData) -> tuple[np.ndarray, np.ndarray] | None:
     k = edge_index.size(1) // n
     if not torch.equal(edge_index[1], torch.arange(n).repeat_interleave(k)):
         return None
-    return edge_index[0].view(n, k).numpy().copy(), attr[:, 0].view(n, k).numpy().copy()
+    return edge_index[0].view(n, k).numpy().copy(), attr[:, s.SIMILARITY].view(n, k).numpy().copy()
 
 
 def attach_queries(

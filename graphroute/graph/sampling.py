@@ -63,7 +63,7 @@ class NeighborSampler:
     def sample(self, seeds: dict[str, Tensor], generator: torch.Generator | None = None) -> Subgraph:
         """The union over layers of the sampled incoming edges of each frontier; seeds are unique ids."""
         local = {t: torch.full((n,), -1, dtype=torch.long) for t, n in self.num_nodes.items()}
-        nodes = {t: [] for t in self.num_nodes}
+        nodes: dict[str, list[Tensor]] = {t: [] for t in self.num_nodes}
         frontier: dict[str, Tensor] = {}
         for t, ids in seeds.items():
             frontier[t] = self._add(ids, t, local, nodes)

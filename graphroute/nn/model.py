@@ -3,6 +3,8 @@ separate effect and cost heads."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import HeteroConv
@@ -57,14 +59,18 @@ class RouterGNN(nn.Module):
         nn.init.zeros_(self.evidence_glm.bias)
         with torch.no_grad():
             self.evidence_glm.weight[0, TASK_MEAN] = 1.0
+        effect_out, cost_out = nn.Linear(h, 1), nn.Linear(h, 1)
+        for layer in (effect_out, cost_out):  # the residual heads start at 0: the GLM and the catalog price lead
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.effect_head = nn.Sequential(
-            nn.Linear(4 * h + PAIR_DIM, h), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1)
+            nn.Linear(4 * h + PAIR_DIM, h), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h, h), nn.ReLU(), effect_out
         )
-        nn.init.zeros_(self.effect_head[-1].weight)
-        nn.init.zeros_(self.effect_head[-1].bias)
-        self.cost_head = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), nn.Linear(h, 1))
-        nn.init.zeros_(self.cost_head[-1].weight)
-        nn.init.zeros_(self.cost_head[-1].bias)
+        self.cost_head = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), cost_out)
+
+    def layers(self) -> list[tuple[HeteroConv, nn.ModuleDict]]:
+        """Each message-passing layer with its per-node-type norms."""
+        return [(conv, cast(nn.ModuleDict, norms)) for conv, norms in zip(self.convs, self.norms, strict=True)]
 
     def encode(
         self,
@@ -94,7 +100,7 @@ class RouterGNN(nn.Module):
         states = [h]
         edges = {et: ei for et, ei in edge_index_dict.items() if et in self.edge_types}
         attrs = {et: a for et, a in edge_attr_dict.items() if et in edges}
-        for i, (conv, norms) in enumerate(zip(self.convs, self.norms, strict=True)):
+        for i, (conv, norms) in enumerate(self.layers()):
             keep = {t: len(v) for t, v in h.items()}
             layer_edges, layer_attrs = edges, attrs
             if hops is not None:
@@ -130,9 +136,9 @@ class RouterGNN(nn.Module):
         attr = edge_attr_dict[s.ANSWERED_BY]
         return self.pairs(
             edge_index_dict[s.ANSWERED_BY],
-            attr[:, 0],
-            attr[:, 1],
-            attr[:, 2],
+            attr[:, s.OUTCOME_EFFECT],
+            attr[:, s.OUTCOME_HAS_EFFECT],
+            attr[:, s.OUTCOME_CHOSEN],
             outcome_user,
             {t: x.size(0) for t, x in x_dict.items()},
             edge_index_dict[s.SIMILAR_TO],

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import pytest
+
 from graphroute.data.adapters import load_llmrouter, load_routerdc
 from graphroute.data.io import validate_interactions
 from tests.conftest import shared_set
+
+pytestmark = pytest.mark.data  # reads the benchmark sets
 
 
 def test_llmrouter_dedup_and_tasks() -> None:

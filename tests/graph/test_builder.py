@@ -4,32 +4,8 @@ import numpy as np
 import torch
 
 from graphroute import schema as s
-from graphroute.graph import attach_queries, build_graph, hide_queries, nearest_neighbors, to_networkx
-
-
-def small_graph() -> tuple[object, np.ndarray]:
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(6, 8)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    outcomes = {
-        "q": np.array([0, 0, 1, 2, 3, 4, 5]),
-        "l": np.array([0, 1, 1, 0, 1, 0, 1]),
-        "u": np.array([0, 0, 1, 1, 0, 0, 1]),
-        "effect": np.array([1, 0, 1, np.nan, 0, 1, 0.5]),
-        "chosen": np.array([1, 0, np.nan, 1, np.nan, 0, 1.0]),
-        "cost_z": np.zeros(7),
-    }
-    data = build_graph(
-        emb,
-        np.array([0, 0, 1, 1, 0, 1]),
-        np.ones((2, 3)),
-        np.ones((2, 4)),
-        np.ones((3, 5)),
-        outcomes,
-        emb,
-        k_neighbors=2,
-    )
-    return data, emb
+from graphroute.graph import attach_queries, hide_queries, nearest_neighbors, to_networkx
+from tests.conftest import small_graph
 
 
 def test_node_and_edge_types_and_attributes() -> None:

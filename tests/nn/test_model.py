@@ -9,8 +9,8 @@ from graphroute.graph.builder import build_graph
 from graphroute.graph.sampling import NeighborSampler
 from graphroute.nn import EdgeAttrConv, RouterGNN
 from graphroute.nn.pairs import LLM_MEAN, PAIR_DIM, TASK_MEAN, PairEvidence
-from graphroute.router import EDGE_DIMS
-from tests.graph.test_builder import small_graph
+from graphroute.schema import EDGE_ATTR_DIMS as EDGE_DIMS
+from tests.conftest import small_graph
 
 
 def test_edge_attr_conv_uses_edge_attributes() -> None:

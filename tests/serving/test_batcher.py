@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from graphroute.base import RouteRequest
+from graphroute.schema import RouteRequest
 from serving.runtime import ModelThread, Overloaded
 from serving.scheduler import Batcher, Budget
 

@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from graphroute import Router, RouterConfig
 from graphroute.data.store import open_store
 from tests.serving.conftest import KEY, ProcessServer
+
+pytestmark = pytest.mark.slow  # kill -9 and reloads of real servers under load
 
 Q = "Solve for x: 3x + 4 = 19."
 

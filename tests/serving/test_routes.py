@@ -5,8 +5,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from graphroute import Router
-from graphroute.base import RouteRequest
 from graphroute.data.store import open_store
+from graphroute.schema import RouteRequest
 from serving.app import create_app
 from serving.runtime import Served
 from serving.settings import ServeSettings

@@ -16,6 +16,8 @@ from serving.runtime import Served
 from serving.settings import ServeSettings
 from tests.serving.conftest import KEY, ThreadServer
 
+pytestmark = pytest.mark.slow  # schemathesis over the whole schema
+
 
 @pytest.fixture(scope="module")
 def api(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:

@@ -19,6 +19,8 @@ from graphroute.data.io import write_catalog, write_interactions
 from serving.settings import DEFAULT_STORE_NAME
 from tests.serving.conftest import KEY, ProcessServer
 
+pytestmark = pytest.mark.slow  # real server processes restarted, killed and reloaded; PostgreSQL replicas
+
 W = {"X-API-Key": KEY}
 Q = "Who wrote the novel about the whale?"
 
