@@ -78,8 +78,14 @@ def save_router(router: Router, path: Path) -> None:
     scalers = {"cost": router.cost_scaler_.to_dict(), "log_cost": list(router.log_cost_stats_)}
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
     arrays = {
-        name: torch.as_tensor(np.ascontiguousarray(getattr(router, name)))
-        for name in ("task_centroids_", "task_member_sims_", "user_x_", "llm_x_", "task_x_")
+        name: torch.as_tensor(np.ascontiguousarray(array))
+        for name, array in (
+            ("task_centroids_", router.task_centroids_),
+            ("task_member_sims_", router.task_member_sims_),
+            ("user_x_", router.user_x_),
+            ("llm_x_", router.llm_x_),
+            ("task_x_", router.task_x_),
+        )
     }
     q = router.tables_.queries
     arrays.update(query_emb=torch.as_tensor(q.emb), query_tokens=torch.as_tensor(q.tokens))
@@ -168,9 +174,9 @@ def _load(cls: type[R], path: Path) -> R:
     router.cost_scaler_ = CostScaler.from_dict(scalers["cost"])
     router.log_cost_stats_ = (float(scalers["log_cost"][0]), float(scalers["log_cost"][1]))
     arrays = {name: tensor.numpy() for name, tensor in load_file(str(path / "arrays.safetensors")).items()}
-    emb, tokens = arrays.pop("query_emb"), arrays.pop("query_tokens")
-    for name, array in arrays.items():
-        setattr(router, name, array)
+    emb, tokens = arrays["query_emb"], arrays["query_tokens"]
+    router.task_centroids_, router.task_member_sims_ = arrays["task_centroids_"], arrays["task_member_sims_"]
+    router.user_x_, router.llm_x_, router.task_x_ = arrays["user_x_"], arrays["llm_x_"], arrays["task_x_"]
     queries = pd.read_parquet(path / "queries.parquet")
     batch = QueryBatch(
         queries["query"].tolist(),
