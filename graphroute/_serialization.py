@@ -103,9 +103,7 @@ def check_saved(path: Path) -> None:
     format, the weights' header readable. Raises CorruptRouterError naming what is wrong."""
     from safetensors import safe_open
 
-    missing = [f for f in FILES if not (path / f).is_file()]
-    if missing:
-        raise CorruptRouterError(f"{path}: not a saved router (missing {', '.join(missing)})")
+    _check_files(path)
     try:
         meta = json.loads((path / "config.json").read_text())
         _check_format(meta, path)
@@ -116,6 +114,12 @@ def check_saved(path: Path) -> None:
         raise
     except Exception as exc:
         raise CorruptRouterError(f"{path}: cannot load saved router: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _check_files(path: Path) -> None:
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise CorruptRouterError(f"{path}: not a saved router (missing {', '.join(missing)})")
 
 
 def _first_line(exc: Exception) -> str:
@@ -137,9 +141,7 @@ def _check_format(meta: dict[str, object], path: Path) -> None:
 
 def load_router(cls: type[R], path: Path) -> R:
     """Rebuild from config.json, then load weights and state; any unreadable part is a CorruptRouterError."""
-    missing = [f for f in FILES if not (path / f).is_file()]
-    if missing:
-        raise CorruptRouterError(f"{path}: not a saved router (missing {', '.join(missing)})")
+    _check_files(path)
     try:
         return _load(cls, path)
     except CorruptRouterError:

@@ -46,6 +46,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="Override the training seed.")
 
 
+def _add_run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
+
+
 def _add_log_source(p: argparse.ArgumentParser) -> None:
     """The log, catalog and config options that train and tune share."""
     p.add_argument(
@@ -384,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Quality, cost, reward at alpha 1 / 0.5 / 0.2, gap recovered and AIQ, beside the oracle; optional "
         "baselines fitted on the router's training log.",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
+    _add_run_dir(p)
     p.add_argument("logs", type=Path, metavar="TEST_LOGS", help="Test log; each query should list several LLMs.")
     baselines = [name for name in ROUTERS if name != "graphroute"]
     p.add_argument("--baselines", nargs="*", default=[], choices=baselines, metavar="NAME", help=", ".join(baselines))
@@ -432,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         "made while serving (feedback, onboarded LLMs, disabled LLMs) is an event in the store; start-up and "
         "reload replay the events the router does not include yet.",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
+    _add_run_dir(p)
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     p.add_argument("--port", type=_port, default=8000, help="Port to listen on (default 8000).")
     p.add_argument(
@@ -474,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Nodes carry their type and name (query nodes their text), outcome edges effect, chosen and cost in USD; "
         "for networkx, Gephi or yEd.",
     )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="Folder written by `graphroute train`.")
+    _add_run_dir(p)
     p.add_argument("--output", type=_output_file, required=True, help="File to write (graph.json, graph.graphml).")
     p.add_argument("--format", choices=["json", "graphml"], default="json", help="node-link JSON (default) or GraphML.")
     p.set_defaults(func=cmd_export_graph)

@@ -1,9 +1,9 @@
 """The bundled MiniLM run by ONNX Runtime: exported once from the packaged weights (nothing downloaded), cached as a
 file keyed by the model's files and the exporter's versions, optionally quantised to int8.
 
-Measured on 2 cores, one query at a time: 4.1 ms against 8.9 ms for the PyTorch forward over packed tokens and
-about 10 ms for ``SentenceTransformer.encode``; batches of 32: 494 against 365 queries/s. The vectors equal
-sentence-transformers' to 2e-7 (fp32), so embedding caches and saved routers stay valid.
+A single query runs in well under half the time of ``SentenceTransformer.encode`` (figures in
+docs/benchmarks.md), and the fp32 vectors equal sentence-transformers' to 2e-7, so embedding caches and saved
+routers stay valid.
 """
 
 from __future__ import annotations

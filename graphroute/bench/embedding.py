@@ -94,4 +94,5 @@ def format_embedding(results: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     name, folder, seed, n_single, n_batch, batch_size = sys.argv[1:7]
-    print(json.dumps(measure(name, folder, int(seed), int(n_single), int(n_batch), int(batch_size))))
+    # the parent reads this process's figures as one JSON line on stdout
+    sys.stdout.write(json.dumps(measure(name, folder, int(seed), int(n_single), int(n_batch), int(batch_size))) + "\n")
