@@ -7,7 +7,6 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,14 +20,13 @@ from graphroute.events import EventCursor
 from graphroute.graph.builder import similarity_lists
 from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
+from graphroute.state import GNNState, NodeFeatures
 from graphroute.users import UserPreference
 
-if TYPE_CHECKING:
-    from graphroute.router import Router
-
 logger = logging.getLogger(__name__)
-# 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11); 3: task_member_sims_ saved
-FORMAT_VERSION = 3
+# 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11); 3: task_member_sims saved;
+# 4: arrays named after the state's fields
+FORMAT_VERSION = 4
 FILES = (
     "config.json",
     "model.safetensors",
@@ -40,7 +38,6 @@ FILES = (
     "log.parquet",
     "users.json",
 )
-R = TypeVar("R", bound="Router")
 
 
 def _versions() -> dict[str, str]:
@@ -51,50 +48,50 @@ def _versions() -> dict[str, str]:
     return {"graphroute": __version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__}
 
 
-def save_router(router: Router, path: Path) -> None:
+def save_state(state: GNNState, config: RouterConfig, path: Path) -> None:
+    """Write a router's config and state as the folder ``load_state`` reads."""
     from safetensors.torch import save_file
 
-    router.fold()  # feedback not yet in the graph is saved with it
     path.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT_VERSION,
         "versions": _versions(),
-        "encoder": router.encoder_.name,
-        "config": router.config.model_dump(),
-        "model_shape": router.model_shape_,
+        "encoder": state.encoder.name,
+        "config": config.model_dump(),
+        "model_shape": state.model_shape,
     }
     (path / "config.json").write_text(json.dumps(meta, indent=2))
-    save_file({k: v.contiguous() for k, v in router.model_.state_dict().items()}, str(path / "model.safetensors"))
-    torch.save(router.graph_.to_dict(), path / "graph.pt")
+    save_file({k: v.contiguous() for k, v in state.model.state_dict().items()}, str(path / "model.safetensors"))
+    torch.save(state.graph.to_dict(), path / "graph.pt")
     vocab = {
-        "llms": [m.model_dump() for m in router.llms_],
-        "tasks": router.task_names_,
-        "users": router.user_ids_,
-        "enabled": router.enabled_.tolist(),
-        "probe_maps": {name: m.to_dict() for name, m in router.probe_maps_.items()},
-        "events": router.events_cursor_.to_dict() if router.events_cursor_ else None,
+        "llms": [m.model_dump() for m in state.llms],
+        "tasks": state.task_names,
+        "users": state.user_ids,
+        "enabled": state.enabled.tolist(),
+        "probe_maps": {name: m.to_dict() for name, m in state.probe_maps.items()},
+        "events": state.events_cursor.to_dict() if state.events_cursor else None,
     }
     (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
-    scalers = {"cost": router.cost_scaler_.to_dict(), "log_cost": list(router.log_cost_stats_)}
+    scalers = {"cost": state.cost_scaler.to_dict(), "log_cost": list(state.features.log_cost)}
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
+    f, q = state.features, state.tables.queries
     arrays = {
-        name: torch.as_tensor(np.ascontiguousarray(array))
-        for name, array in (
-            ("task_centroids_", router.task_centroids_),
-            ("task_member_sims_", router.task_member_sims_),
-            ("user_x_", router.user_x_),
-            ("llm_x_", router.llm_x_),
-            ("task_x_", router.task_x_),
-        )
+        "task_centroids": state.task_centroids,
+        "task_member_sims": state.task_member_sims,
+        "user_x": f.user_x,
+        "llm_x": f.llm_x,
+        "task_x": f.task_x,
+        "query_emb": q.emb,
+        "query_tokens": q.tokens,
     }
-    q = router.tables_.queries
-    arrays.update(query_emb=torch.as_tensor(q.emb), query_tokens=torch.as_tensor(q.tokens))
-    save_file(arrays, str(path / "arrays.safetensors"))
+    save_file(
+        {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in arrays.items()}, str(path / "arrays.safetensors")
+    )
     pd.DataFrame(
-        {"query_id": router.tables_.query_ids, "query": q.texts, "task": q.tasks, "user_id": q.user_ids}
+        {"query_id": state.tables.query_ids, "query": q.texts, "task": q.tasks, "user_id": q.user_ids}
     ).to_parquet(path / "queries.parquet", index=False)
-    router.tables_.frame.to_parquet(path / "log.parquet", index=False)
-    prefs = {u: p.to_dict() for u, p in router.user_prefs_.items()}
+    state.tables.frame.to_parquet(path / "log.parquet", index=False)
+    prefs = {u: p.to_dict() for u, p in state.user_prefs.items()}
     (path / "users.json").write_text(json.dumps(prefs))
 
 
@@ -139,18 +136,18 @@ def _check_format(meta: dict[str, object], path: Path) -> None:
         )
 
 
-def load_router(cls: type[R], path: Path) -> R:
-    """Rebuild from config.json, then load weights and state; any unreadable part is a CorruptRouterError."""
+def load_state(path: Path) -> tuple[RouterConfig, GNNState]:
+    """Read a folder written by ``save_state``; any unreadable part is a CorruptRouterError."""
     _check_files(path)
     try:
-        return _load(cls, path)
+        return _load(path)
     except CorruptRouterError:
         raise
     except Exception as exc:
         raise CorruptRouterError(f"{path}: cannot load saved router: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
-def _load(cls: type[R], path: Path) -> R:
+def _load(path: Path) -> tuple[RouterConfig, GNNState]:
     from safetensors.torch import load_file
     from torch_geometric.data import HeteroData
 
@@ -159,47 +156,54 @@ def _load(cls: type[R], path: Path) -> R:
 
     meta = json.loads((path / "config.json").read_text())
     _check_format(meta, path)
-    router = cls(RouterConfig.model_validate(meta["config"]))
-    router.encoder_ = make_encoder(router.config.encoder)
-    if router.encoder_.name != meta["encoder"]:
-        raise CorruptRouterError(
-            f"{path}: saved with encoder {meta['encoder']!r}, config gives {router.encoder_.name!r}"
-        )
+    config = RouterConfig.model_validate(meta["config"])
+    encoder = make_encoder(config.encoder)
+    if encoder.name != meta["encoder"]:
+        raise CorruptRouterError(f"{path}: saved with encoder {meta['encoder']!r}, config gives {encoder.name!r}")
     vocab = json.loads((path / "vocab.json").read_text())
-    router.llms_ = [LLMProfile.model_validate(m) for m in vocab["llms"]]
-    router.llm_names_ = [m.name for m in router.llms_]
-    router.task_names_, router.user_ids_ = vocab["tasks"], vocab["users"]
-    router.enabled_ = np.array(vocab["enabled"], dtype=bool)
-    router.probe_maps_ = {name: ProbeMap.from_dict(m) for name, m in vocab.get("probe_maps", {}).items()}
-    router.events_cursor_ = EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None
+    llms = [LLMProfile.model_validate(m) for m in vocab["llms"]]
     scalers = json.loads((path / "scalers.json").read_text())
-    router.cost_scaler_ = CostScaler.from_dict(scalers["cost"])
-    router.log_cost_stats_ = (float(scalers["log_cost"][0]), float(scalers["log_cost"][1]))
     arrays = {name: tensor.numpy() for name, tensor in load_file(str(path / "arrays.safetensors")).items()}
-    emb, tokens = arrays["query_emb"], arrays["query_tokens"]
-    router.task_centroids_, router.task_member_sims_ = arrays["task_centroids_"], arrays["task_member_sims_"]
-    router.user_x_, router.llm_x_, router.task_x_ = arrays["user_x_"], arrays["llm_x_"], arrays["task_x_"]
     queries = pd.read_parquet(path / "queries.parquet")
+    tokens = arrays["query_tokens"]
     batch = QueryBatch(
         queries["query"].tolist(),
         queries["task"].tolist(),
         queries["user_id"].tolist(),
-        emb,
+        arrays["query_emb"],
         tokens,
-        catalog_costs(tokens, router.llms_),
+        catalog_costs(tokens, llms),
     )
-    router.tables_ = LogTables(batch, queries["query_id"].tolist(), pd.read_parquet(path / "log.parquet"))
-    raw = json.loads((path / "users.json").read_text())
-    router.user_prefs_ = {u: UserPreference.from_dict(p) for u, p in raw.items()}
-    router.graph_ = HeteroData.from_dict(torch.load(path / "graph.pt", weights_only=True))
-    router.clear_pending()
-    lists = similarity_lists(router.graph_)
-    if lists is not None:  # the saved lists, not a new search: queries appended since fit keep theirs
-        router._knn_cache = lists
-    shape = router.model_shape_ = meta["model_shape"]
-    router.model_ = RouterGNN(
+    shape = meta["model_shape"]
+    model = RouterGNN(
         shape["in_channels"], {tuple(k.split("|")): v for k, v in shape["edge_dims"].items()}, **shape["kwargs"]
     )
-    router.model_.load_state_dict(load_file(str(path / "model.safetensors")))
-    router.model_.eval()
-    return router
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    graph = HeteroData.from_dict(torch.load(path / "graph.pt", weights_only=True))
+    users = json.loads((path / "users.json").read_text())
+    state = GNNState(
+        encoder=encoder,
+        llms=llms,
+        enabled=np.array(vocab["enabled"], dtype=bool),
+        cost_scaler=CostScaler.from_dict(scalers["cost"]),
+        task_names=vocab["tasks"],
+        task_centroids=arrays["task_centroids"],
+        user_ids=vocab["users"],
+        features=NodeFeatures(
+            (float(scalers["log_cost"][0]), float(scalers["log_cost"][1])),
+            arrays["llm_x"],
+            arrays["task_x"],
+            arrays["user_x"],
+        ),
+        task_member_sims=arrays["task_member_sims"],
+        model=model.eval(),
+        model_shape=shape,
+        tables=LogTables(batch, queries["query_id"].tolist(), pd.read_parquet(path / "log.parquet")),
+        graph=graph,
+        user_prefs={u: UserPreference.from_dict(p) for u, p in users.items()},
+        probe_maps={name: ProbeMap.from_dict(m) for name, m in vocab.get("probe_maps", {}).items()},
+        events_cursor=EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None,
+        # the saved lists, not a new search: queries appended since fit keep theirs
+        neighbor_lists=similarity_lists(graph),
+    )
+    return config, state

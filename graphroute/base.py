@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,27 +25,46 @@ from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder, make_encoder
 from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMError
 from graphroute.schema import LLMProfile, Recommendation, RouteRequest
+from graphroute.state import FittedState, task_centroids
 
 logger = logging.getLogger(__name__)
 
 
-class BaseRouter:
-    """Shared fit/predict/route plumbing; subclasses learn effect (and optionally cost) per (query, LLM)."""
+S = TypeVar("S", bound=FittedState)
+
+
+class BaseRouter(Generic[S]):
+    """Shared fit/predict/route plumbing; subclasses learn effect (and optionally cost) per (query, LLM).
+
+    What a fitted router knows is one typed value, ``state`` (a ``FittedState``, or the subclass the router fits).
+    """
 
     def __init__(self, config: RouterConfig | None = None, *, encoder: TextEncoder | None = None) -> None:
         self.config = config or RouterConfig()
         self.encoder = encoder
+        self._state: S | None = None
+
+    @property
+    def state(self) -> S:
+        """What the router learned; a NotFittedError before ``fit`` or ``load``."""
+        if self._state is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return self._state
+
+    @property
+    def fitted(self) -> bool:
+        return self._state is not None
 
     def __repr__(self) -> str:
         name = type(self).__name__
-        if not hasattr(self, "llms_"):
+        st = self._state
+        if st is None:
             return f"{name}(not fitted, encoder={self.config.encoder.kind!r})"
-        enabled = int(self.enabled_.sum())
-        tables = getattr(self, "tables_", None)
-        queries = f", {len(tables.queries)} reference queries" if tables is not None else ""
+        tables = getattr(st, "tables", None)
+        queries = f", {len(tables.queries)} reference queries" if isinstance(tables, LogTables) else ""
         return (
-            f"{name}({len(self.llms_)} LLMs ({enabled} enabled), {len(self.task_names_)} tasks, "
-            f"{len(self.user_ids_)} users{queries}, encoder={self.encoder_.name!r})"
+            f"{name}({len(st.llms)} LLMs ({int(st.enabled.sum())} enabled), {len(st.task_names)} tasks, "
+            f"{len(st.user_ids)} users{queries}, encoder={st.encoder.name!r})"
         )
 
     # ----- fitting -----
@@ -61,77 +80,41 @@ class BaseRouter:
     def fit(self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]) -> Self:
         """Learn from a log; a validation split is carved from it (by query) for selection and stopping."""
         self.timings_: dict[str, float] = {}
+        self._state = None  # a failed refit leaves no half-old state behind
         with self._timed("prepare"):
-            train, val = self._prepare_fit(logs, llms)
-        self._fit(train, val)
+            base, train, val = self._prepare_fit(logs, llms)
+        self._state = self._fit(base, train, val)
         return self
 
     def _prepare_fit(
         self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]
-    ) -> tuple[LogTables, LogTables]:
-        """Validate, cost, split and embed the log into train and validation tables."""
+    ) -> tuple[FittedState, LogTables, LogTables]:
+        """Validate, cost, split and embed the log into the shared state and train and validation tables."""
         catalog = [m if isinstance(m, LLMProfile) else LLMProfile.model_validate(m) for m in llms]
         catalog = catalog_from_records([m.model_dump() for m in catalog], source="llms")
-        self.encoder_ = self.encoder or make_encoder(self.config.encoder)
-        frame = fill_costs(validate_interactions(logs, catalog, source="logs"), catalog, self.encoder_)
-        self.llms_ = list(catalog)
-        self.llm_names_ = [m.name for m in catalog]
-        self.enabled_ = np.ones(len(catalog), dtype=bool)
-        self.cost_scaler_ = CostScaler.fit(frame)
+        encoder = self.encoder or make_encoder(self.config.encoder)
+        frame = fill_costs(validate_interactions(logs, catalog, source="logs"), catalog, encoder)
+        base = FittedState(
+            encoder=encoder,
+            llms=list(catalog),
+            enabled=np.ones(len(catalog), dtype=bool),
+            cost_scaler=CostScaler.fit(frame),
+            task_names=[],
+            task_centroids=np.zeros((0, encoder.dim), dtype=np.float32),
+            user_ids=sorted(frame[s.USER_ID].unique().tolist()),
+        )
         splits = split_by_query(frame, val=self.config.train.val_fraction, seed=self.config.train.seed)
         if splits.train.empty or splits.val.empty:
             raise DataValidationError("logs: too few distinct queries to carve a validation split")
-        train, val = self.tables(splits.train), self.tables(splits.val)
-        self._fit_tasks(train)
-        self.user_ids_ = sorted(frame[s.USER_ID].unique().tolist())
-        return train, val
+        train, val = base.to_tables(splits.train), base.to_tables(splits.val)
+        base.task_names, base.task_centroids = task_centroids(train)
+        return base, train, val
 
-    def _fit_tasks(self, train: LogTables) -> None:
-        self.task_names_: list[str] = sorted({str(t) for t in train.queries.tasks})
-        index = {t: i for i, t in enumerate(self.task_names_)}
-        centroids = np.zeros((len(self.task_names_), train.queries.emb.shape[1]), dtype=np.float32)
-        rows = np.array([index[str(t)] for t in train.queries.tasks], dtype=np.int64)
-        np.add.at(centroids, rows, train.queries.emb)
-        self.task_centroids_ = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-
-    def tables(self, frame: pd.DataFrame, embedded: Mapping[str, np.ndarray] | None = None) -> LogTables:
-        """Query rows and outcome rows of a validated, cost-filled log; texts in ``embedded`` are not embedded
-        again."""
-        first = frame.drop_duplicates(s.QUERY_ID)
-        ids = first[s.QUERY_ID].tolist()
-        texts = first[s.QUERY].tolist()
-        tokens = first[s.TOKENS_IN].to_numpy(dtype=float)
-        batch = QueryBatch(
-            texts=texts,
-            tasks=first[s.TASK].tolist(),
-            user_ids=first[s.USER_ID].tolist(),
-            emb=self._embed(texts, embedded or {}),
-            tokens=tokens,
-            base_cost=catalog_costs(tokens, self.llms_),
-        )
-        position = {q: i for i, q in enumerate(ids)}
-        llm_index = {n: i for i, n in enumerate(self.llm_names_)}
-        outcomes = frame.assign(q=frame[s.QUERY_ID].map(position), l=frame[s.LLM].map(llm_index))
-        return LogTables(batch, ids, outcomes.reset_index(drop=True))
-
-    def _embed(self, texts: list[str], embedded: Mapping[str, np.ndarray]) -> np.ndarray:
-        todo = [t for t in texts if t not in embedded]
-        if len(todo) == len(texts):
-            return self.encoder_.encode(texts, show_progress=len(texts) > 256)
-        fresh = dict(zip(todo, self.encoder_.encode(todo, show_progress=len(todo) > 256), strict=True))
-        out = np.empty((len(texts), self.encoder_.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            out[i] = embedded[text] if text in embedded else fresh[text]
-        return out
-
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _fit(self, base: FittedState, train: LogTables, val: LogTables) -> S:
+        """Learn from train (select on val) and return the fitted state (``base`` extended or as it is)."""
         raise NotImplementedError
 
     # ----- prediction -----
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "llms_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
-
     def prepare(
         self,
         queries: Sequence[str],
@@ -139,29 +122,15 @@ class BaseRouter:
         user_ids: Sequence[str | None] | None = None,
     ) -> QueryBatch:
         """Embed queries and count their tokens; tasks stay as given (inferred later when absent or unseen)."""
-        self._check_fitted()
+        st = self.state
         for i, q in enumerate(queries):
             _check_query(q, f"query {i + 1}")
         texts = list(queries)
-        emb = self.encoder_.encode(texts)
-        tokens = self.encoder_.count_tokens(texts).astype(float)
+        emb = st.encoder.encode(texts)
+        tokens = st.encoder.count_tokens(texts).astype(float)
         given: list[str | None] = list(tasks) if tasks is not None else [None] * len(texts)
         users = [u or s.ANONYMOUS_USER for u in (user_ids or [None] * len(texts))]
-        return QueryBatch(texts, given, users, emb, tokens, catalog_costs(tokens, self.llms_))
-
-    def task_index(self, tasks: Sequence[str | None], emb: np.ndarray) -> np.ndarray:
-        """Index of each task; a missing or unseen task becomes the task with the nearest centroid."""
-        return self.task_lookup(tasks, emb)[0]
-
-    def task_lookup(self, tasks: Sequence[str | None], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Task indices and whether each was inferred (missing or unseen task → nearest centroid)."""
-        index = {t: i for i, t in enumerate(self.task_names_)}
-        nearest = np.argmax(emb @ self.task_centroids_.T, axis=1)
-        known = np.array([t is not None and t in index for t in tasks], dtype=bool)
-        idx = np.array(
-            [index[str(t)] if k else j for t, k, j in zip(tasks, known, nearest, strict=True)], dtype=np.int64
-        )
-        return idx, ~known
+        return QueryBatch(texts, given, users, emb, tokens, catalog_costs(tokens, st.llms))
 
     def predict_outcomes(
         self,
@@ -171,7 +140,7 @@ class BaseRouter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predicted effect in [0, 1] and cost in USD for every LLM. Shapes: → (N, L), (N, L)."""
         batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
-        self._check_fitted()
+        _ = self.state  # NotFittedError before predicting
         return self._predict(batch)
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -188,14 +157,14 @@ class BaseRouter:
         batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
         effect, cost = self._predict(batch)
         a, affinity = self._preferences(batch, alpha)
-        return policy.utilities(effect, self.cost_scaler_.transform(cost, batch.tasks), a) + affinity
+        return policy.utilities(effect, self.state.cost_scaler.transform(cost, batch.tasks), a) + affinity
 
     def _preferences(self, batch: QueryBatch, alpha: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Trade-off per row and LLM affinities per row. Shapes: → (N,), (N, L). Routers that know users
         override this; the default is the request's alpha (or the config's) and no affinity."""
         policy.check_alpha(alpha)
         a = self.config.policy.alpha if alpha is None else alpha
-        return np.full(len(batch), a), np.zeros((len(batch), len(self.llms_)))
+        return np.full(len(batch), a), np.zeros((len(batch), len(self.state.llms)))
 
     def check_request(self, request: RouteRequest) -> None:
         """What ``recommend_many`` would reject in this request (a blank or invalid query, an alpha outside [0, 1],
@@ -206,13 +175,13 @@ class BaseRouter:
 
     def allowed_mask(self, candidates: Sequence[str] | None = None) -> np.ndarray:
         """Enabled LLMs, restricted to ``candidates`` when given. Shapes: → (L,)."""
-        self._check_fitted()
-        mask = self.enabled_.copy()
+        mask = self.state.enabled.copy()
         if candidates is not None:
-            index = {n: i for i, n in enumerate(self.llm_names_)}
+            names = self.state.llm_names
+            index = {n: i for i, n in enumerate(names)}
             unknown = [c for c in candidates if c not in index]
             if unknown:
-                raise UnknownLLMError(f"candidates: unknown LLM(s) {unknown}; known: {self.llm_names_}")
+                raise UnknownLLMError(f"candidates: unknown LLM(s) {unknown}; known: {names}")
             keep = np.zeros_like(mask)
             keep[[index[c] for c in candidates]] = True
             mask &= keep
@@ -231,7 +200,8 @@ class BaseRouter:
         """The chosen LLM name per query."""
         utility = self.predict_utility(queries, alpha, tasks, user_ids)
         chosen = policy.choose(utility, self.allowed_mask(candidates))
-        return [self.llm_names_[i] for i in chosen]
+        names = self.state.llm_names
+        return [names[i] for i in chosen]
 
     def recommend(
         self,
@@ -257,7 +227,8 @@ class BaseRouter:
             return []
         batch = self.prepare([r.query for r in requests], [r.task for r in requests], [r.user_id for r in requests])
         effect, cost = self._predict(batch)
-        norm = self.cost_scaler_.transform(cost, batch.tasks)
+        norm = self.state.cost_scaler.transform(cost, batch.tasks)
+        names = self.state.llm_names
         out = []
         for i, r in enumerate(requests):
             a, affinity = self._preferences(batch.take(slice(i, i + 1)), r.alpha)
@@ -270,7 +241,7 @@ class BaseRouter:
             out.append(
                 [
                     Recommendation(
-                        self.llm_names_[j],
+                        names[j],
                         float(effect[i, j]),
                         float(cost[i, j]),
                         float(norm[i, j]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,19 @@ from graphroute.base import BaseRouter
 from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.router import Router
+from graphroute.state import FittedState
 
 
-class _CatalogCost(BaseRouter):
+class _CatalogCost(BaseRouter[FittedState]):
     """Cost = catalog estimate × the per-LLM ratio observed on train."""
+
+    def _fit(self, base: FittedState, train: LogTables, val: LogTables) -> FittedState:
+        self._state = base  # the shared state is all a baseline keeps besides its own model
+        self._learn(train, val)
+        return base
+
+    def _learn(self, train: LogTables, val: LogTables) -> None:
+        raise NotImplementedError
 
     def _fit_cost(self, train: LogTables) -> None:
         self.cost_ratio_ = self.fitted_cost_ratio(train)
@@ -37,7 +46,7 @@ class _CatalogCost(BaseRouter):
         """Per-LLM median of observed cost / catalog estimate on train: a cost model for routers without one."""
         f = train.frame
         ratio = f[s.COST].to_numpy() / np.maximum(train.queries.base_cost[f["q"], f["l"]], 1e-12)
-        out = np.ones(len(self.llms_))
+        out = np.ones(len(self.state.llms))
         for j, r in pd.Series(ratio).groupby(f["l"].to_numpy()).median().items():
             out[cast(int, j)] = float(r)
         return out
@@ -46,31 +55,31 @@ class _CatalogCost(BaseRouter):
 class RandomRouter(_CatalogCost):
     """Uniformly random effects: a floor every router must clear."""
 
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.config.train.seed, len(batch)])
-        return rng.random((len(batch), len(self.llms_))), self._cost(batch)
+        return rng.random((len(batch), len(self.state.llms))), self._cost(batch)
 
 
 class CheapestRouter(_CatalogCost):
     """Always the cheapest LLM (equal effects; the policy's cost tie-break decides)."""
 
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros((len(batch), len(self.llms_))), self._cost(batch)
+        return np.zeros((len(batch), len(self.state.llms))), self._cost(batch)
 
 
 class BestSingleRouter(_CatalogCost):
     """Each LLM's mean effect on the fit log: at any alpha it picks the best single LLM (never chosen on test)."""
 
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
         both = train.concat(val)
-        self.mean_effect_ = _nanmean0(both.outcome_matrix(len(self.llms_)), np.nanmean(both.frame[s.EFFECT]))
+        self.mean_effect_ = _nanmean0(both.outcome_matrix(len(self.state.llms)), np.nanmean(both.frame[s.EFFECT]))
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(self.mean_effect_, (len(batch), 1)), self._cost(batch)
@@ -79,21 +88,21 @@ class BestSingleRouter(_CatalogCost):
 class TaskBestRouter(_CatalogCost):
     """Each LLM's mean effect per task on train (the 'best LLM per task' rule)."""
 
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
         both = train.concat(val)
-        matrix = both.outcome_matrix(len(self.llms_))
-        tasks = np.array(self.task_index(both.queries.tasks, both.queries.emb))
+        matrix = both.outcome_matrix(len(self.state.llms))
+        tasks = np.array(self.state.task_index(both.queries.tasks, both.queries.emb))
         overall = _nanmean0(matrix, 0.0)
         self.table_ = np.stack(
             [
                 _nanmean0(matrix[tasks == t], overall) if (tasks == t).any() else overall
-                for t in range(len(self.task_names_))
+                for t in range(len(self.state.task_names))
             ]
         )
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
-        return self.table_[self.task_index(batch.tasks, batch.emb)], self._cost(batch)
+        return self.table_[self.state.task_index(batch.tasks, batch.emb)], self._cost(batch)
 
 
 class KNNRouter(_CatalogCost):
@@ -105,25 +114,25 @@ class KNNRouter(_CatalogCost):
     same_task = False
     candidate_k = (5, 10, 20, 40, 80)
 
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
         self._index(train)
-        truth = val.outcome_matrix(len(self.llms_))
+        truth = val.outcome_matrix(len(self.state.llms))
         losses = {k: np.nanmean((self._knn(val.queries, k) - truth) ** 2) for k in self.candidate_k}
         self.k_ = min(losses, key=lambda k: losses[k])
         self._index(train.concat(val))
 
     def _index(self, tables: LogTables) -> None:
         self.ref_emb_ = tables.queries.emb
-        self.ref_effect_ = tables.outcome_matrix(len(self.llms_))
-        self.ref_task_ = self.task_index(tables.queries.tasks, tables.queries.emb)
+        self.ref_effect_ = tables.outcome_matrix(len(self.state.llms))
+        self.ref_task_ = self.state.task_index(tables.queries.tasks, tables.queries.emb)
         self.prior_ = _nanmean0(self.ref_effect_, 0.0)
 
     def _knn(self, batch: QueryBatch, k: int) -> np.ndarray:
         if not self.same_task:
             idx, _ = nearest_neighbors(batch.emb, self.ref_emb_, k)
             return _nanmean0_rows(self.ref_effect_[idx], self.prior_)
-        tasks = self.task_index(batch.tasks, batch.emb)
+        tasks = self.state.task_index(batch.tasks, batch.emb)
         out = np.tile(self.prior_, (len(batch), 1))
         for t in np.unique(tasks):
             rows, pool = np.flatnonzero(tasks == t), np.flatnonzero(self.ref_task_ == t)
@@ -198,9 +207,9 @@ class _Learned(_CatalogCost):
         raise NotImplementedError
 
     def _targets(self, tables: LogTables) -> np.ndarray:
-        return tables.outcome_matrix(len(self.llms_))
+        return tables.outcome_matrix(len(self.state.llms))
 
-    def _fit(self, train: LogTables, val: LogTables) -> None:
+    def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
         data = {True: self._tensors(train), False: self._tensors(val)}
 
@@ -229,7 +238,7 @@ class MLPRouter(_Learned):
     """An MLP from the query embedding to one effect per LLM."""
 
     def _module(self, dim: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.llms_)))
+        return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.state.llms)))
 
 
 class _MF(nn.Module):
@@ -247,7 +256,7 @@ class MFRouter(_Learned):
     """Matrix factorisation (RouteLLM style): projected query embedding · learned LLM vector + LLM bias."""
 
     def _module(self, dim: int) -> nn.Module:
-        return _MF(dim, len(self.llms_))
+        return _MF(dim, len(self.state.llms))
 
 
 class OneHotRouter(_Learned):
@@ -257,8 +266,8 @@ class OneHotRouter(_Learned):
     train_alpha = 1.0
 
     def _targets(self, tables: LogTables) -> np.ndarray:
-        effect = tables.outcome_matrix(len(self.llms_))
-        cost = self.cost_scaler_.transform(tables.queries.base_cost * self.cost_ratio_, tables.queries.tasks)
+        effect = tables.outcome_matrix(len(self.state.llms))
+        cost = self.state.cost_scaler.transform(tables.queries.base_cost * self.cost_ratio_, tables.queries.tasks)
         utility = np.where(np.isnan(effect), -np.inf, policy.utilities(np.nan_to_num(effect), cost, self.train_alpha))
         best = np.argmax(utility, axis=1)
         onehot = np.where(np.isnan(effect), np.nan, 0.0)
@@ -266,10 +275,10 @@ class OneHotRouter(_Learned):
         return onehot
 
     def _module(self, dim: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.llms_)))
+        return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.state.llms)))
 
 
-ROUTERS: dict[str, type[BaseRouter]] = {
+ROUTERS: dict[str, type[BaseRouter[Any]]] = {
     "graphroute": Router,
     "random": RandomRouter,
     "cheapest": CheapestRouter,

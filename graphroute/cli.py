@@ -100,14 +100,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from graphroute.evaluation import evaluate
 
     router = Router.load(args.run_dir)
-    test = read_interactions(args.logs, router.llms_)
+    test = read_interactions(args.logs, router.state.llms)
     routers: dict[str, BaseRouter] = {"graphroute": router}
     if args.baselines:
         if args.train_logs is None:
             raise GraphRouteError("--baselines needs --train-logs (the log the router was trained on)")
-        train = read_interactions(args.train_logs, router.llms_)
+        train = read_interactions(args.train_logs, router.state.llms)
         for name in args.baselines:
-            routers[name] = ROUTERS[name](router.config).fit(train, router.llms_)
+            routers[name] = ROUTERS[name](router.config).fit(train, router.state.llms)
     ev = evaluate(routers, test)
     print(format_table(ev.table_rows()))
     png = Path(args.png or Path(args.run_dir) / "frontier.png")
@@ -192,7 +192,7 @@ def cmd_export_graph(args: argparse.Namespace) -> int:
     from graphroute.graph.export import to_networkx
 
     router = Router.load(args.run_dir)
-    graph = to_networkx(router.graph_, router.node_names(), router.log_cost_stats_)
+    graph = to_networkx(router.state.graph, router.state.node_names(), router.state.features.log_cost)
     for _, _, data in graph.edges(data=True):
         data.update({k: float(v) for k, v in data.items() if k != "relation"})
     if args.format == "graphml":

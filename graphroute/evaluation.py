@@ -58,16 +58,18 @@ class Evaluation:
 
 def test_tables(router: BaseRouter, test: pd.DataFrame) -> LogTables:
     """Validate a test log against a fitted router's catalog and lay it out as tables."""
-    frame = fill_costs(validate_interactions(test, router.llms_, source="test"), router.llms_, router.encoder_)
-    return router.tables(frame)
+    frame = fill_costs(
+        validate_interactions(test, router.state.llms, source="test"), router.state.llms, router.state.encoder
+    )
+    return router.state.to_tables(frame)
 
 
 def truth_of(router: BaseRouter, tables: LogTables) -> Truth:
-    n_llms = len(router.llms_)
+    n_llms = len(router.state.llms)
     effect = tables.outcome_matrix(n_llms)
     cost = tables.outcome_matrix(n_llms, s.COST)
     cost = np.where(np.isnan(cost), tables.queries.base_cost, cost)
-    return Truth(effect, cost, router.cost_scaler_.transform(cost, tables.queries.tasks))
+    return Truth(effect, cost, router.state.cost_scaler.transform(cost, tables.queries.tasks))
 
 
 def evaluate(routers: Mapping[str, BaseRouter], test: pd.DataFrame) -> Evaluation:
@@ -79,7 +81,7 @@ def evaluate(routers: Mapping[str, BaseRouter], test: pd.DataFrame) -> Evaluatio
     scores: dict[str, RouterScore] = {}
     for name, router in routers.items():
         effect, cost = router.predict_outcomes(batch)
-        norm = router.cost_scaler_.transform(cost, batch.tasks)
+        norm = router.state.cost_scaler.transform(cost, batch.tasks)
         scores[name] = score_choices(name, truth, choices_from_predictions(effect, norm, truth))
     oracle_choices = {a: truth.oracle_choice(a) for a in sorted(set(REPORT_ALPHAS) | set(SWEEP_ALPHAS))}
     scores[ORACLE] = score_choices(ORACLE, truth, oracle_choices)

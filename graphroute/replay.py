@@ -85,13 +85,13 @@ def apply_events(router: Router, events: Iterable[Event | tuple[int, str]], repo
 
 def _apply(router: Router, event: Event, report: ReplayReport) -> None:
     if isinstance(event, FeedbackEvent):
-        rows = valid_rows(event, router.llm_names_, report)
+        rows = valid_rows(event, router.state.llm_names, report)
         if rows:
             router.add_feedback(rows)
             report.rows += len(rows)
     elif isinstance(event, LLMAdded):
         name = str(event.profile.get("name", ""))
-        if name in router.llm_names_:
+        if name in router.state.llm_names:
             logger.info("event %d: LLM %r is already in the catalog", event.id, name)
             return
         router.add_llm(event.profile, probes=None if event.probes is None else list(event.probes))
@@ -102,12 +102,12 @@ def _apply(router: Router, event: Event, report: ReplayReport) -> None:
 def replay_store(router: Router, store: EventStore, batch: int = 5_000) -> ReplayReport:
     """Apply every event of ``store`` newer than what ``router`` includes, fold the feedback into its graph, and
     move its cursor to the store's last event."""
-    cursor = router.events_cursor_.after(store.store_id) if router.events_cursor_ else 0
+    cursor = router.state.events_cursor.after(store.store_id) if router.state.events_cursor else 0
     report = ReplayReport(last_event=cursor)
     while events := store.events_after(report.last_event, batch):
         apply_events(router, events, report)
     router.fold()
-    router.events_cursor_ = EventCursor(store.store_id, report.last_event)
+    router.state.events_cursor = EventCursor(store.store_id, report.last_event)
     return report
 
 
@@ -171,7 +171,7 @@ def fit_with_store(router: Router, logs: pd.DataFrame, llms: Sequence[LLMProfile
         logs = pd.concat([validate_interactions(logs, extra.llms, source="logs"), served])
     router.fit(logs.reset_index(drop=True), extra.llms)
     for name, enabled in extra.enabled.items():
-        if name in router.llm_names_:
+        if name in router.state.llm_names:
             router.disable_llm(name, disabled=not enabled)
-    router.events_cursor_ = extra.cursor
+    router.state.events_cursor = extra.cursor
     return extra.report

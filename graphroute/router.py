@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Self
 
@@ -12,19 +13,24 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
+from graphroute import onboarding, policy
 from graphroute import schema as s
 from graphroute.base import BaseRouter
 from graphroute.config import RouterConfig
+from graphroute.data.io import interaction_rows
 from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder
-from graphroute.events import EventCursor
+from graphroute.errors import DataValidationError
 from graphroute.features import llm_features, query_features, task_features, user_features
-from graphroute.graph.builder import attach_queries, build_graph
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
-from graphroute.onboarding import OnboardingMixin
+from graphroute.onboarding import FeedbackQueue
+from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap
+from graphroute.schema import Interaction, LLMProfile
+from graphroute.state import FittedState, GNNState, NodeFeatures, attach_batch, reference_graph
 from graphroute.training import Labels, TrainResult, fit_model
+from graphroute.users import choices_of, fit_preferences
 
 logger = logging.getLogger(__name__)
 PREDICT_CHUNK = 1024
@@ -32,10 +38,35 @@ PREDICT_CHUNK = 1024
 # them; at FULL_TRUST_RANK (as typical as the median member) it borrows the known task's table in full
 MEMBER_QUANTILES = np.linspace(0.0, 1.0, 21)
 FULL_TRUST_RANK = 0.5
-COST_Z_LIMIT = 12.0  # standardised log costs beyond this are clipped (features and predictions)
+Feedback = pd.DataFrame | Sequence[dict[str, object]] | Sequence[Interaction]
 
 
-class Router(OnboardingMixin, BaseRouter):
+def member_similarities(base: FittedState, train: LogTables) -> np.ndarray:
+    """Each task's members' similarities to its centroid at ``MEMBER_QUANTILES``: what places a query of an unseen
+    task among them (``Router.task_trust``). Shapes: → (T, len(MEMBER_QUANTILES))."""
+    index = {t: i for i, t in enumerate(base.task_names)}
+    rows = np.array([index[str(t)] for t in train.queries.tasks], dtype=np.int64)
+    own = np.einsum("qd,qd->q", train.queries.emb, base.task_centroids[rows])
+    return np.stack([np.quantile(own[rows == i], MEMBER_QUANTILES) for i in range(len(base.task_names))]).astype(
+        np.float32
+    )
+
+
+def _labels(base: FittedState, features: NodeFeatures, tables: LogTables, nodes: torch.Tensor | None = None) -> Labels:
+    f = tables.frame
+    q = torch.tensor(f["q"].to_numpy(), dtype=torch.long)
+    cost = tables.queries.base_cost[f["q"].to_numpy(), f["l"].to_numpy()]
+    return Labels(
+        query=nodes[q] if nodes is not None else q,
+        llm=torch.tensor(f["l"].to_numpy(), dtype=torch.long),
+        user=torch.as_tensor(base.user_index(f[s.USER_ID].tolist())),
+        effect=torch.tensor(f[s.EFFECT].to_numpy(dtype=float), dtype=torch.float32),
+        cost_z=torch.as_tensor(features.cost_z(f[s.COST].to_numpy()), dtype=torch.float32),
+        base_cost_z=torch.as_tensor(features.cost_z(cost), dtype=torch.float32),
+    )
+
+
+class Router(BaseRouter[GNNState]):
     """Inductive GNN router: predicts effect and cost per (user, query, LLM) and routes at any trade-off.
 
     Example:
@@ -58,18 +89,80 @@ class Router(OnboardingMixin, BaseRouter):
         """``callback(epoch, losses)`` is called after each epoch (progress, tuning prunes)."""
         super().__init__(config, encoder=encoder)
         self.callback = callback
+        self.feedback = FeedbackQueue()  # rows taken while serving, folded into the graph by ``fold``
 
     # ----- fit -----
-    def _fit_tasks(self, train: LogTables) -> None:
-        """Task centroids (every router), and each task's members' similarities to its centroid at
-        ``MEMBER_QUANTILES``, which place a query of an unseen task among them (``task_trust``)."""
-        super()._fit_tasks(train)
-        index = {t: i for i, t in enumerate(self.task_names_)}
-        rows = np.array([index[str(t)] for t in train.queries.tasks], dtype=np.int64)
-        own = np.einsum("qd,qd->q", train.queries.emb, self.task_centroids_[rows])
-        self.task_member_sims_ = np.stack(
-            [np.quantile(own[rows == i], MEMBER_QUANTILES) for i in range(len(self.task_names_))]
-        ).astype(np.float32)
+    def _fit(self, base: FittedState, train: LogTables, val: LogTables) -> GNNState:
+        with self._timed("graph"):
+            everything = pd.concat([train.frame, val.frame])
+            log_cost = np.log(np.maximum(train.frame[s.COST].to_numpy(dtype=float), 1e-12))
+            features = NodeFeatures(
+                (float(log_cost.mean()), float(max(log_cost.std(), 1e-6))),
+                llm_features(base.llms, base.encoder),
+                task_features(base.task_names, base.task_centroids, base.encoder),
+                np.zeros((0, 0), dtype=np.float32),
+            )
+            features.user_x = user_features(everything, base.user_ids, features.cost_z(everything[s.COST].to_numpy()))
+            del everything
+            k = self.config.graph.k_neighbors
+            graph = reference_graph(base, features, train, k)
+            val_graph, new = attach_batch(base, graph, train.queries.emb, val.queries, k)
+        with self._timed("train"):
+            model, shape = self._train(base, features, graph, val_graph, train, val, new)
+        del graph, val_graph  # the reference graph is rebuilt below; drop the training graphs first
+        with self._timed("finish"):
+            tables = train.concat(val)  # validation queries become neighbours once selection is over
+            state = GNNState(
+                **{f.name: getattr(base, f.name) for f in fields(FittedState)},
+                features=features,
+                task_member_sims=member_similarities(base, train),
+                model=model,
+                model_shape=shape,
+                tables=tables,
+                graph=HeteroData(),
+            )
+            state.graph = reference_graph(state, features, tables, k, state.neighbors(k))
+            self.feedback = FeedbackQueue()
+        return state
+
+    def fit(self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]) -> Self:
+        """Learn from a log (a validation split is carved from it, by query), then fit each user's preference
+        from the choices the log records."""
+        super().fit(logs, llms)
+        with self._timed("preferences"):
+            self._fit_preferences(self.state.user_ids)
+        return self
+
+    def _train(
+        self,
+        base: FittedState,
+        features: NodeFeatures,
+        graph: HeteroData,
+        val_graph: HeteroData,
+        train: LogTables,
+        val: LogTables,
+        new: torch.Tensor,
+    ) -> tuple[RouterGNN, dict[str, Any]]:
+        import torch_geometric
+
+        torch_geometric.seed_everything(self.config.train.seed)  # the initial weights are part of the seed
+        m = self.config.model
+        shape: dict[str, Any] = {
+            "in_channels": {t: int(graph[t].x.size(1)) for t in graph.node_types},
+            "edge_dims": {"|".join(et): d for et, d in s.EDGE_ATTR_DIMS.items()},
+            "kwargs": {"hidden_channels": m.hidden_channels, "num_layers": m.num_layers, "dropout": m.dropout},
+        }
+        model = RouterGNN(shape["in_channels"], s.EDGE_ATTR_DIMS, **shape["kwargs"])
+        self.history_: TrainResult = fit_model(
+            model,
+            graph,
+            _labels(base, features, train),
+            val_graph,
+            _labels(base, features, val, new),
+            self.config.train,
+            callback=self.callback,
+        )
+        return model, shape
 
     def task_trust(self, emb: np.ndarray, task: np.ndarray) -> np.ndarray:
         """How far a query of an unseen task may lean on the known task it was matched to, in [0, 1].
@@ -79,146 +172,39 @@ class Router(OnboardingMixin, BaseRouter):
         borrows its table, and one that resembles none (mmlu among llmrouter's other tasks, matched to
         commonsense_qa) does not. Shapes: emb (N, D), task (N,) → (N,).
         """
-        sims = np.einsum("nd,nd->n", emb, self.task_centroids_[task])
+        st = self.state
+        sims = np.einsum("nd,nd->n", emb, st.task_centroids[task])
         rank = np.zeros(len(sims))
         for t in np.unique(task):
             rows = task == t
-            rank[rows] = np.interp(sims[rows], self.task_member_sims_[t], MEMBER_QUANTILES)
+            rank[rows] = np.interp(sims[rows], st.task_member_sims[t], MEMBER_QUANTILES)
         return np.clip(rank / FULL_TRUST_RANK, 0.0, 1.0)
-
-    def _fit(self, train: LogTables, val: LogTables) -> None:
-        with self._timed("graph"):
-            everything = pd.concat([train.frame, val.frame])
-            log_cost = np.log(np.maximum(train.frame[s.COST].to_numpy(dtype=float), 1e-12))
-            self.log_cost_stats_ = (float(log_cost.mean()), float(max(log_cost.std(), 1e-6)))
-            self.user_x_ = user_features(everything, self.user_ids_, self._cost_z(everything[s.COST].to_numpy()))
-            del everything
-            self.llm_x_ = llm_features(self.llms_, self.encoder_)
-            self.task_x_ = task_features(self.task_names_, self.task_centroids_, self.encoder_)
-            graph = self._graph(train)
-            val_graph, new = self._attach(graph, train.queries.emb, val.queries)
-        with self._timed("train"):
-            self._train(graph, val_graph, train, val, new)
-        del graph, val_graph  # the reference graph is rebuilt below; drop the training graphs first
-        with self._timed("finish"):
-            self.tables_ = train.concat(val)  # validation queries become neighbours once selection is over
-            self.graph_ = self._graph(self.tables_, self._neighbors())
-            self.user_prefs_, self.probe_maps_ = {}, {}
-            self.clear_pending()
-            self.events_cursor_: EventCursor | None = None
-            self._fit_preferences(self.user_ids_)
-
-    def _train(
-        self, graph: HeteroData, val_graph: HeteroData, train: LogTables, val: LogTables, new: torch.Tensor
-    ) -> None:
-        import torch_geometric
-
-        torch_geometric.seed_everything(self.config.train.seed)  # the initial weights are part of the seed
-        m = self.config.model
-        self.model_shape_: dict[str, Any] = {
-            "in_channels": {t: int(graph[t].x.size(1)) for t in graph.node_types},
-            "edge_dims": {"|".join(et): d for et, d in s.EDGE_ATTR_DIMS.items()},
-            "kwargs": {"hidden_channels": m.hidden_channels, "num_layers": m.num_layers, "dropout": m.dropout},
-        }
-        self.model_ = RouterGNN(self.model_shape_["in_channels"], s.EDGE_ATTR_DIMS, **self.model_shape_["kwargs"])
-        self.history_: TrainResult = fit_model(
-            self.model_,
-            graph,
-            self._labels(train),
-            val_graph,
-            self._labels(val, new),
-            self.config.train,
-            callback=self.callback,
-        )
-
-    @property
-    def ref_emb_(self) -> np.ndarray:
-        """Embeddings of the reference queries (the graph's query nodes), the pool new queries link to."""
-        return self.tables_.queries.emb
-
-    def _cost_z(self, cost: np.ndarray) -> np.ndarray:
-        """Standardised log cost, clipped: a log whose costs are all alike has a tiny spread, and one odd price
-        must not become a feature a thousand deviations wide."""
-        mu, sd = self.log_cost_stats_
-        z = (np.log(np.maximum(np.asarray(cost, dtype=float), 1e-12)) - mu) / sd
-        return np.clip(z, -COST_Z_LIMIT, COST_Z_LIMIT)
-
-    def _user_index(self, user_ids: Sequence[str]) -> np.ndarray:
-        index = {u: i for i, u in enumerate(self.user_ids_)}
-        cold = len(self.user_ids_)
-        return np.array([index.get(u, cold) for u in user_ids], dtype=np.int64)
-
-    def _graph(self, tables: LogTables, neighbors: tuple[np.ndarray, np.ndarray] | None = None) -> object:
-        f = tables.frame
-        outcomes = {
-            "q": f["q"].to_numpy(),
-            "l": f["l"].to_numpy(),
-            "u": self._user_index(f[s.USER_ID].tolist()),
-            "effect": f[s.EFFECT].to_numpy(dtype=float),
-            "chosen": f[s.CHOSEN].astype(float).to_numpy() if s.CHOSEN in f else np.full(len(f), np.nan),
-            "cost_z": self._cost_z(f[s.COST].to_numpy()),
-        }
-        q = tables.queries
-        return build_graph(
-            query_features(q.emb, q.tokens),
-            self.task_index(q.tasks, q.emb),
-            self.llm_x_,
-            self.task_x_,
-            self.user_x_,
-            outcomes,
-            q.emb,
-            self.config.graph.k_neighbors,
-            neighbors,
-        )
-
-    def _attach(self, graph: object, ref_emb: np.ndarray, batch: QueryBatch) -> tuple[object, torch.Tensor]:
-        return attach_queries(
-            graph,
-            query_features(batch.emb, batch.tokens),
-            self.task_index(batch.tasks, batch.emb),
-            self._user_index(batch.user_ids),
-            batch.emb,
-            ref_emb,
-            self.config.graph.k_neighbors,
-        )
-
-    def _labels(self, tables: LogTables, nodes: torch.Tensor | None = None) -> Labels:
-        f = tables.frame
-        q = torch.tensor(f["q"].to_numpy(), dtype=torch.long)
-        base = tables.queries.base_cost[f["q"].to_numpy(), f["l"].to_numpy()]
-        return Labels(
-            query=nodes[q] if nodes is not None else q,
-            llm=torch.tensor(f["l"].to_numpy(), dtype=torch.long),
-            user=torch.as_tensor(self._user_index(f[s.USER_ID].tolist())),
-            effect=torch.tensor(f[s.EFFECT].to_numpy(dtype=float), dtype=torch.float32),
-            cost_z=torch.as_tensor(self._cost_z(f[s.COST].to_numpy()), dtype=torch.float32),
-            base_cost_z=torch.as_tensor(self._cost_z(base), dtype=torch.float32),
-        )
 
     # ----- predict -----
     @torch.inference_mode()
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        st = self.state
         cache = self._inference_cache()
-        mu, sd = self.log_cost_stats_
         effects, costs = [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
-            idx, sim = nearest_neighbors(part.emb, self.ref_emb_, self.config.graph.k_neighbors)
-            task, inferred = self.task_lookup(part.tasks, part.emb)
+            idx, sim = nearest_neighbors(part.emb, st.tables.queries.emb, self.config.graph.k_neighbors)
+            task, inferred = st.task_lookup(part.tasks, part.emb)
             logit, cost_z = cache.predict(
                 torch.as_tensor(query_features(part.emb, part.tokens)),
                 torch.as_tensor(task),
-                torch.as_tensor(self._user_index(part.user_ids)),
+                torch.as_tensor(st.user_index(part.user_ids)),
                 torch.as_tensor(idx),
                 torch.as_tensor(sim),
-                torch.as_tensor(self._cost_z(part.base_cost), dtype=torch.float32),
+                torch.as_tensor(st.features.cost_z(part.base_cost), dtype=torch.float32),
                 self._overall_weight(part, task, inferred),
             )
             effects.append(torch.sigmoid(logit).numpy())
-            costs.append(np.exp(np.clip(cost_z.numpy(), -2 * COST_Z_LIMIT, 2 * COST_Z_LIMIT) * sd + mu))
+            costs.append(st.features.cost_usd(cost_z.numpy()))
         effect = np.concatenate(effects).astype(float)
-        for name, borrowed in self.probe_maps_.items():  # in onboarding order, as they were fitted
-            borrowed.apply(effect, self.llm_names_, self.llm_names_.index(name))
+        names = st.llm_names
+        for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
+            borrowed.apply(effect, names, names.index(name))
         return effect, np.concatenate(costs).astype(float)
 
     def _overall_weight(self, batch: QueryBatch, task: np.ndarray, inferred: np.ndarray) -> torch.Tensor | None:
@@ -236,33 +222,180 @@ class Router(OnboardingMixin, BaseRouter):
 
     def _inference_cache(self) -> InferenceCache:
         """Reference-graph states for the current graph and weights (rebuilt when either changes)."""
+        st = self.state
         graph, model, cache = getattr(self, "_cache", (None, None, None))
-        if graph is not self.graph_ or model is not self.model_ or cache is None:
-            cache = InferenceCache(self.model_, self.graph_)
-            self._cache = (self.graph_, self.model_, cache)
+        if graph is not st.graph or model is not st.model or cache is None:
+            cache = InferenceCache(st.model, st.graph)
+            self._cache = (st.graph, st.model, cache)
         return cache
 
-    def node_names(self) -> dict[str, list[str]]:
-        """Display names per node type, for exports and plots."""
-        self._check_fitted()
-        return {
-            s.LLM_NODE: list(self.llm_names_),
-            s.QUERY_NODE: list(self.tables_.queries.texts),
-            s.TASK_NODE: list(self.task_names_),
-            s.USER_NODE: [*self.user_ids_, "<cold-start>"],
-        }
+    # ----- feedback and users -----
+    def add_feedback(self, interactions: Feedback) -> list[str]:
+        """Take outcome rows at once and fold them into the reference graph later (``fold``).
+
+        This is the serving path: it costs microseconds per row, so feedback never waits for the graph. The rows'
+        users count as known at once; a user whose rows complete a choice (two or more answers to one query, one
+        of them chosen) has the preference refitted here. Returns the users.
+        """
+        users, choosers = self.take_feedback(interactions)
+        if choosers:
+            self.refit_users(choosers)
+        return users
+
+    def take_feedback(self, interactions: Feedback) -> tuple[list[str], list[str]]:
+        """The part of ``add_feedback`` that runs no model: check the rows and queue them for the next fold.
+        Safe to call from another thread than the one folding and routing (a server takes feedback on its event
+        loop while its model thread routes). Returns the rows' users and those whose preference should be
+        refitted (``refit_users``, on the model thread) because the rows complete a choice."""
+        st = self.state
+        rows = interaction_rows(interactions, st.llm_names, source="feedback")
+        self.feedback.put(rows)
+        users = sorted({r[s.USER_ID] for r in rows})
+        choosers = sorted({r[s.USER_ID] for r in rows if r.get(s.CHOSEN) is not None})
+        return users, choosers if choosers and onboarding.completes_choice(st, self.feedback, rows) else []
+
+    def refit_users(self, user_ids: Sequence[str]) -> None:
+        """Refit these users' preferences from all their choices, folded or pending (milliseconds per user)."""
+        self._fit_preferences(user_ids)
+
+    def fold(self, max_new_queries: int | None = None) -> int:
+        """Move pending feedback into the reference graph: embed its new queries, merge its rows, rebuild the
+        graph and the inference cache. With ``max_new_queries`` one call embeds at most that many new queries and
+        merges only once all are embedded, so a server can interleave routing between bounded steps. Returns the
+        number of rows still pending."""
+        if not len(self.feedback):
+            return 0
+        left = onboarding.fold(self.state, self.feedback, self.config.graph.k_neighbors, max_new_queries)
+        if not left:
+            self._inference_cache()  # built now, not by the next request
+        return left
+
+    def update_user(self, user_id: str, interactions: pd.DataFrame | Sequence[dict[str, object]]) -> Self:
+        """Add a user's interactions (also for a user never seen), fold them into the graph and refit only that
+        user's preference."""
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise DataValidationError(f"user_id: must be a non-empty string (value {user_id!r})")
+        frame = pd.DataFrame(list(interactions)) if not isinstance(interactions, pd.DataFrame) else interactions
+        self.add_feedback(frame.assign(**{s.USER_ID: user_id}))
+        self.fold()
+        return self
+
+    def user_profile(self, user_id: str) -> dict[str, object]:
+        """What the router knows of a user: interactions, fitted alpha and LLM affinities (cold-start if unknown)."""
+        return onboarding.user_profile(self.state, self.feedback, user_id, self.config.policy.alpha)
+
+    def _preferences(self, batch: QueryBatch, alpha: float | None) -> tuple[np.ndarray, np.ndarray]:
+        policy.check_alpha(alpha)
+        prefs = [self.state.preference(u, self.config.policy.alpha) for u in batch.user_ids]
+        alphas = np.array([p.alpha if alpha is None else alpha for p in prefs])
+        return alphas, np.stack([p.affinity for p in prefs])
+
+    def _fit_preferences(self, user_ids: Sequence[str]) -> None:
+        """Refit these users' preferences from all their choices, folded or still pending."""
+        st = self.state
+        users = set(user_ids)
+        frame = st.tables.frame
+        logged = frame[frame[s.USER_ID].isin(users) & frame[s.CHOSEN].notna()] if s.CHOSEN in frame else frame[:0]
+        pending = onboarding.pending_choices(st, self.feedback, users)
+        if logged.empty and pending.empty:
+            return
+        effect = np.concatenate(
+            [self._rated(logged, st.tables.queries.take(logged["q"].to_numpy())), self._rated(pending, None)]
+        )
+        rows = pd.concat([logged, pending], ignore_index=True) if len(pending) else logged
+        norm = st.cost_scaler.transform(rows[s.COST].to_numpy(dtype=float), rows[s.TASK].tolist())
+        codes, fitted_users = pd.factorize(rows[s.USER_ID])
+        choices = choices_of(rows, effect, norm, len(st.llms), user=codes)
+        fitted = fit_preferences(choices, len(fitted_users), self.config.policy.alpha, len(st.llms))
+        st.user_prefs.update({str(u): p for u, p in zip(fitted_users, fitted, strict=True)})
+
+    def _rated(self, rows: pd.DataFrame, asked: QueryBatch | None) -> np.ndarray:
+        """The rows' effects, the router's own estimate where a choice came without a rating. ``asked``: the rows'
+        queries when they are reference queries (embedded already), else their texts are embedded."""
+        if rows.empty:
+            return np.zeros(0)
+        effect = rows[s.EFFECT].to_numpy(dtype=float, copy=True)
+        missing = np.flatnonzero(np.isnan(effect))
+        if len(missing):
+            users = rows[s.USER_ID].iloc[missing].tolist()
+            if asked is not None:
+                batch = asked.take(missing)
+                batch.user_ids = users
+            else:
+                texts, tasks = rows[s.QUERY].iloc[missing].tolist(), rows[s.TASK].iloc[missing].tolist()
+                batch = self.prepare(texts, tasks, users)
+            predicted, _ = self._predict(batch)
+            effect[missing] = predicted[np.arange(len(missing)), rows["l"].to_numpy()[missing]]
+        return effect
+
+    # ----- LLMs -----
+    def add_llm(
+        self, profile: LLMProfile | dict[str, object], probes: pd.DataFrame | Sequence[dict[str, object]] | None = None
+    ) -> Self:
+        """Make a new LLM routable at once from its description and prices, optionally with probe outcomes
+        (rows with a `query` already known to the router and its `effect`)."""
+        st = self.state
+        self.fold()  # probes may name queries that arrived as feedback
+        new = self.check_llm(profile, probes)
+        rows = onboarding.probe_rows(st, new, probes) if probes is not None else None
+        onboarding.add_llm(st, new, rows, self.config.graph.k_neighbors)
+        self._borrow_from_others(new.name, rows[rows[s.EFFECT].notna()] if rows is not None else None)
+        return self
+
+    def check_llm(
+        self, profile: LLMProfile | dict[str, object], probes: pd.DataFrame | Sequence[dict[str, object]] | None = None
+    ) -> LLMProfile:
+        """What ``add_llm`` would reject, without adding anything: an invalid profile, a name already in the
+        catalog, probes on queries the router does not know or with an effect outside [0, 1]."""
+        return onboarding.check_llm(self.state, self.feedback, profile, probes)
+
+    def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame | None) -> None:
+        """Fit the new LLM's ``ProbeMap``: its probe outcomes against the other LLMs' predicted effects on the
+        same queries, or with fewer than ``MIN_PROBES`` the others' average shape (see graphroute.probes)."""
+        st = self.state
+        others = [n for n in st.llm_names if n != name]
+        if not others:
+            return
+        columns = [st.llm_position(n) for n in others]
+        if probe_rows is not None and len(probe_rows) >= MIN_PROBES:
+            predicted, _ = self.predict_outcomes(probe_rows[s.QUERY].tolist())
+            effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
+            st.probe_maps[name] = ProbeMap.fit(others, predicted[:, columns], effect)
+            return
+        queries = st.tables.queries
+        rng = np.random.default_rng(self.config.train.seed)
+        sample = rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)
+        predicted, _ = self.predict_outcomes(queries.take(np.sort(sample)))
+        st.probe_maps[name] = ProbeMap.average(others, predicted[:, columns])
+
+    def disable_llm(self, name: str, disabled: bool = True) -> Self:
+        """Stop (or, with disabled=False, resume) routing to an LLM; its history stays in the graph."""
+        st = self.state
+        st.enabled[st.llm_position(name)] = not disabled
+        return self
+
+    def remove_llm(self, name: str) -> Self:
+        """Delete an LLM: its node, its outcome edges and its catalog entry."""
+        self.state.llm_position(name)
+        self.fold()  # pending rows may name it
+        onboarding.remove_llm(self.state, name, self.config.graph.k_neighbors)
+        return self
 
     # ----- persistence -----
     def save(self, path: str | Path) -> None:
-        """Write the router as a folder (config, weights, graph, vocab, scalers); see ``_serialization``."""
-        from graphroute._serialization import save_router
+        """Write the router as a folder (its config and its state); see ``_serialization``. Pending feedback is
+        folded first, so it is saved with it."""
+        from graphroute._serialization import save_state
 
-        self._check_fitted()
-        save_router(self, Path(path))
+        self.fold()
+        save_state(self.state, self.config, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Read a folder written by ``save``; predictions are identical to the saved router's."""
-        from graphroute._serialization import load_router
+        from graphroute._serialization import load_state
 
-        return load_router(cls, Path(path))
+        config, state = load_state(Path(path))
+        router = cls(config)
+        router._state = state
+        return router

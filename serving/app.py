@@ -46,7 +46,9 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         report = await state.follower.replay(start)
         logger.info("store events: %s", report.summary())
         state.served = start
-        state.upstream_allow = settings.upstream_allow or sorted({m.base_url for m in start.router.llms_ if m.base_url})
+        state.upstream_allow = settings.upstream_allow or sorted(
+            {m.base_url for m in start.router.state.llms if m.base_url}
+        )
         logger.info("upstreams allowed: %s", state.upstream_allow or "none")
         state.http = httpx.AsyncClient(timeout=settings.proxy_timeout_s)
         budget = Budget(

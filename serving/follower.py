@@ -93,7 +93,9 @@ class EventFollower:
 
     async def replay(self, served: Served) -> ReplayReport:
         """Bring a freshly loaded router up to the store (start-up and reload), in bounded model steps."""
-        cursor = served.router.events_cursor_.after(self.store.store_id) if served.router.events_cursor_ else 0
+        cursor = (
+            served.router.state.events_cursor.after(self.store.store_id) if served.router.state.events_cursor else 0
+        )
         served.cursor = cursor
         total = ReplayReport(last_event=cursor)
         while events := await self._io.run(self.store.events_after, served.cursor, 500):
@@ -106,7 +108,7 @@ class EventFollower:
             total.reasons.extend(report.reasons)
             total.last_event = served.cursor
         await self.fold(served)
-        served.router.events_cursor_ = EventCursor(self.store.store_id, served.cursor)
+        served.router.state.events_cursor = EventCursor(self.store.store_id, served.cursor)
         return total
 
     async def sync(self) -> Served:
@@ -173,7 +175,7 @@ class EventFollower:
             await asyncio.sleep(min(self.poll_s, self.fold_s))
             try:
                 served = await self.sync()
-                if served.router.pending_ and time.monotonic() - served.last_fold >= self.fold_s:
+                if served.router.feedback and time.monotonic() - served.last_fold >= self.fold_s:
                     await self.fold(served)
             except asyncio.CancelledError:
                 raise

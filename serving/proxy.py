@@ -124,13 +124,13 @@ def _upstreams(router_: Router, names: Sequence[str], allowed: Sequence[str], di
     ranked alternatives that are not are skipped."""
     out = []
     for name in names:
-        if name not in router_.llm_names_:
+        if name not in router_.state.llm_names:
             raise HTTPException(404, f"model: {name!r} is neither {AUTO!r} nor an LLM of the catalog")
-        i = router_.llm_names_.index(name)
-        profile = router_.llms_[i]
+        i = router_.state.llm_names.index(name)
+        profile = router_.state.llms[i]
         reason = (
             f"LLM {name!r} is disabled"
-            if not router_.enabled_[i]
+            if not router_.state.enabled[i]
             else f"LLM {name!r} has no base_url in the catalog"
             if not profile.base_url
             else f"LLM {name!r}: base_url not in the allowed upstreams"

@@ -64,15 +64,15 @@ async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep
     ``feedback_id`` already stored are not stored again, so a client may retry a request safely."""
     state = request.app.state
     rows = _resolved(body.interactions, state.decisions)
-    names = set(served.router.llm_names_)
+    names = set(served.router.state.llm_names)
     for i, row in enumerate(rows):
         if row["llm"] not in names:
             raise DataValidationError(
                 f"interactions.{i}.llm: LLM not in the catalog (value {row['llm']!r}; known: {sorted(names)})"
             )
     limit = state.settings.max_pending_rows
-    if len(served.router.pending_) + len(rows) > limit:
-        raise Overloaded(f"{len(served.router.pending_)} feedback rows wait to be folded (limit {limit})")
+    if len(served.router.feedback) + len(rows) > limit:
+        raise Overloaded(f"{len(served.router.feedback)} feedback rows wait to be folded (limit {limit})")
     if all(state.decisions.routed(row["user_id"], row["query"]) for row in rows):
         receipt, _ = await state.follower.commit(
             lambda wait: state.store.append_feedback(rows, wait),
@@ -105,15 +105,15 @@ def _resolved(rows: list[sc.FeedbackRow], decisions: Decisions) -> list[dict[str
 
 
 def _public(router_: Router, name: str) -> sc.LLMPublic:
-    i = router_.llm_names_.index(name)
-    m = router_.llms_[i]
+    i = router_.state.llm_names.index(name)
+    m = router_.state.llms[i]
     fields = m.model_dump(include={"name", "description", "input_price", "output_price", "base_url", "provider_model"})
-    return sc.LLMPublic(**fields, enabled=bool(router_.enabled_[i]))
+    return sc.LLMPublic(**fields, enabled=bool(router_.state.enabled[i]))
 
 
 @router.get("/v1/llms", response_model=list[sc.LLMPublic], dependencies=[ReadKey], tags=["llms"])
 def list_llms(served: ServedDep) -> list[sc.LLMPublic]:
-    return served.read(lambda r: [_public(r, name) for name in r.llm_names_])
+    return served.read(lambda r: [_public(r, name) for name in r.state.llm_names])
 
 
 @router.post("/v1/llms", response_model=sc.LLMPublic, status_code=201, dependencies=[WriteKey], tags=["llms"])
@@ -137,8 +137,8 @@ async def add_llm(body: sc.LLMCreate, request: Request, served: ServedDep) -> sc
 @router.post("/v1/llms/{name}/disable", response_model=sc.LLMPublic, dependencies=[WriteKey], tags=["llms"])
 async def disable_llm(name: str, request: Request, served: ServedDep, enabled: bool = False) -> sc.LLMPublic:
     """Stop routing to an LLM (``?enabled=true`` resumes it)."""
-    if name not in served.router.llm_names_:
-        raise UnknownLLMError(f"llm: unknown LLM {name!r}; known: {served.router.llm_names_}")
+    if name not in served.router.state.llm_names:
+        raise UnknownLLMError(f"llm: unknown LLM {name!r}; known: {served.router.state.llm_names}")
     _, current = await _commit(request, LLMEnabled(name, enabled))
     return current.read(lambda r: _public(r, name))
 
@@ -188,7 +188,7 @@ def readyz(request: Request) -> sc.Health | JSONResponse:
     served = getattr(request.app.state, "served", None)
     if served is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    llms = served.read(lambda r: int(r.enabled_.sum()))
+    llms = served.read(lambda r: int(r.state.enabled.sum()))
     return sc.Health(
         status="ready", model_version=served.version, llms=llms, loaded_at=served.loaded_at, store_cursor=served.cursor
     )
@@ -199,6 +199,6 @@ def metrics(request: Request) -> Response:
     state = request.app.state
     served = getattr(state, "served", None)
     if served is not None:
-        state.metrics.pending.set(len(served.router.pending_))
+        state.metrics.pending.set(len(served.router.feedback))
         state.metrics.events.set(served.cursor)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -124,7 +124,7 @@ class Served:
         model thread (which may be routing a batch). Returns the users whose preference needs a refit (on the
         model thread, ``refit``)."""
         report = ReplayReport(last_event=self.cursor)
-        rows = valid_rows(event, self.router.llm_names_, report)
+        rows = valid_rows(event, self.router.state.llm_names, report)
         _, choosers = self.router.take_feedback(rows) if rows else ([], [])
         self.cursor = event.id
         return choosers
@@ -145,7 +145,7 @@ class Served:
     def load(cls, folder: Path, cache_items: int = 20_000) -> Served:
         """Load a router folder for serving: its encoder gets a bounded in-memory cache (never the on-disk one)."""
         router = Router.load(folder)
-        router.encoder_ = MemoryCache(make_encoder(router.config.encoder, cache_vectors=False), cache_items)
+        router.state.encoder = MemoryCache(make_encoder(router.config.encoder, cache_vectors=False), cache_items)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
         router.predict_outcomes(["warm-up"])  # build the inference cache before the first request
         return cls(router, f"{folder.name}:{digest}")

@@ -25,7 +25,7 @@ def test_conformance(name: str, fitted: dict, fast_config: RouterConfig) -> None
         ROUTERS[name](fast_config).predict_outcomes(QUERIES)
     router = fitted[name]
     effect, cost = router.predict_outcomes(QUERIES, tasks=["code", None])
-    assert effect.shape == cost.shape == (2, len(router.llms_))
+    assert effect.shape == cost.shape == (2, len(router.state.llms))
     assert np.all((effect >= 0) & (effect <= 1)) and np.all(cost > 0)
     assert len(router.route(QUERIES, alpha=0.5)) == 2
     assert router.recommend(QUERIES[0], k=2)[0].rank == 1

@@ -61,14 +61,27 @@ def test_accepted_extremes_keep_predictions_finite(
     router: Router, cost: float, tokens: float, effect: float, price: float, size: float
 ) -> None:
     user = f"user-{cost:.3g}-{tokens:.3g}"
-    query = router.tables_.queries.texts[0]
+    query = router.state.tables.queries.texts[0]
     rows = [
-        {"user_id": user, "query": query, "llm": router.llm_names_[0], "effect": effect, "chosen": True, "cost": cost},
-        {"user_id": user, "query": query, "llm": router.llm_names_[1], "effect": 1 - effect, "chosen": False},
-        {"user_id": user, "query": f"new {cost}", "llm": router.llm_names_[2], "effect": effect, "tokens_in": tokens},
+        {
+            "user_id": user,
+            "query": query,
+            "llm": router.state.llm_names[0],
+            "effect": effect,
+            "chosen": True,
+            "cost": cost,
+        },
+        {"user_id": user, "query": query, "llm": router.state.llm_names[1], "effect": 1 - effect, "chosen": False},
+        {
+            "user_id": user,
+            "query": f"new {cost}",
+            "llm": router.state.llm_names[2],
+            "effect": effect,
+            "tokens_in": tokens,
+        },
     ]
     router.update_user(user, pd.DataFrame(rows).drop(columns=["user_id"]))
-    name = f"llm-{len(router.llm_names_)}"
+    name = f"llm-{len(router.state.llm_names)}"
     router.add_llm(
         LLMProfile(name=name, description="x", input_price=price, output_price=price, size=size),
         probes=[{"query": query, "effect": effect}],
@@ -90,7 +103,7 @@ def test_accepted_extremes_keep_predictions_finite(
     ],
 )
 def test_anything_that_could_poison_the_router_is_refused(router: Router, row: dict[str, object]) -> None:
-    base = {"user_id": "u", "query": "q", "llm": router.llm_names_[0], "effect": 0.5}
+    base = {"user_id": "u", "query": "q", "llm": router.state.llm_names[0], "effect": 0.5}
     with pytest.raises(DataValidationError, match="row 1, column"):
         router.add_feedback([{**base, **row}])
     for field, value in [("size", float("inf")), ("input_price", float("nan")), ("latency_ms", 1e300)]:

@@ -5,6 +5,7 @@ import torch
 
 from graphroute import Router
 from graphroute import schema as s
+from graphroute.state import attach_batch
 
 QUERIES = [
     "Write a SQL query that selects the unique rows from table t12.",
@@ -17,9 +18,10 @@ QUERIES = [
 def full_graph_predictions(router: Router, queries: list[str], users: list[str]) -> np.ndarray:
     """The reference path: attach the queries to the whole graph and run the model on all of it."""
     batch = router.prepare(queries, None, users)
-    graph, new = router._attach(router.graph_, router.ref_emb_, batch)
-    n, n_llms = len(queries), len(router.llms_)
-    logit, _ = router.model_.eval()(
+    st = router.state
+    graph, new = attach_batch(st, st.graph, st.tables.queries.emb, batch, router.config.graph.k_neighbors)
+    n, n_llms = len(queries), len(router.state.llms)
+    logit, _ = router.state.model.eval()(
         graph.x_dict,
         graph.edge_index_dict,
         graph.collect("edge_attr"),
@@ -27,8 +29,8 @@ def full_graph_predictions(router: Router, queries: list[str], users: list[str])
         graph[s.QUERY_NODE].task,
         new.repeat_interleave(n_llms),
         torch.arange(n_llms).repeat(n),
-        torch.as_tensor(router._user_index(batch.user_ids)).repeat_interleave(n_llms),
-        torch.as_tensor(router._cost_z(batch.base_cost).reshape(-1), dtype=torch.float32),
+        torch.as_tensor(st.user_index(batch.user_ids)).repeat_interleave(n_llms),
+        torch.as_tensor(st.features.cost_z(batch.base_cost).reshape(-1), dtype=torch.float32),
     )
     return torch.sigmoid(logit).view(n, n_llms).numpy()
 

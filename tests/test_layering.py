@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "router",
             "baselines",
             "users",
+            "state",
             "onboarding",
             "probes",
             "inference",

@@ -15,7 +15,7 @@ QUERY = "Who wrote the novel about the whale?"  # trivia: a cheap and a dear LLM
 
 
 def weights(router: Router) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in router.model_.state_dict().items()}
+    return {k: v.clone() for k, v in router.state.model.state_dict().items()}
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -30,8 +30,8 @@ def router(fitted_router: Router, tmp_path: Path) -> Router:
 
 def choices_for(router: Router, cheap: bool) -> pd.DataFrame:
     """Eight queries where the user saw the cheapest and the dearest LLM and picked one of them."""
-    queries = router.tables_.queries.texts[:8]
-    prices = {m.name: m.input_price for m in router.llms_}
+    queries = router.state.tables.queries.texts[:8]
+    prices = {m.name: m.input_price for m in router.state.llms}
     low, high = min(prices, key=prices.get), max(prices, key=prices.get)
     rows = []
     for q in queries:
@@ -74,13 +74,13 @@ def test_add_llm_routable_at_once_and_saved(router: Router, tmp_path: Path) -> N
         input_price=0.05,
         output_price=0.05,
     )
-    probes = [{"query": q, "effect": 1.0} for q in router.tables_.queries.texts[:10]]
+    probes = [{"query": q, "effect": 1.0} for q in router.state.tables.queries.texts[:10]]
     router.add_llm(new, probes=probes)
     assert same_weights(before, weights(router))
     assert "math-pro" in {r.llm for r in router.recommend(QUERY, k=7)}
     assert router.predict_outcomes([QUERY])[0].shape == (1, 7)
     router.save(tmp_path / "with-new")
-    assert Router.load(tmp_path / "with-new").llm_names_[-1] == "math-pro"
+    assert Router.load(tmp_path / "with-new").state.llm_names[-1] == "math-pro"
     with_probes = router.predict_outcomes([QUERY])[0][0, -1]
     bare = Router.load(tmp_path / "with-new")
     bare.remove_llm("math-pro")
@@ -93,7 +93,7 @@ def test_disable_and_remove(router: Router) -> None:
     assert "math-13b" not in {r.llm for r in router.recommend(QUERY, k=6)}
     router.disable_llm("math-13b", disabled=False)
     router.remove_llm("tiny-fast")
-    assert "tiny-fast" not in router.llm_names_ and router.predict_outcomes([QUERY])[0].shape == (1, 5)
+    assert "tiny-fast" not in router.state.llm_names and router.predict_outcomes([QUERY])[0].shape == (1, 5)
     with pytest.raises(UnknownLLMError, match="nope"):
         router.disable_llm("nope")
 
@@ -113,10 +113,10 @@ def test_disable_and_remove(router: Router) -> None:
 )
 def test_bad_onboarding_input(router: Router, profile: dict, probes: object, match: str) -> None:
     if probes == "KNOWN:1.5":
-        probes = [{"query": router.tables_.queries.texts[0], "effect": 1.5}]
+        probes = [{"query": router.state.tables.queries.texts[0], "effect": 1.5}]
     with pytest.raises(DataValidationError, match=match):
         router.add_llm(profile, probes=probes)  # type: ignore[arg-type]
-    assert len(router.llms_) == 6  # nothing half-added
+    assert len(router.state.llms) == 6  # nothing half-added
 
 
 def test_bad_user_input(router: Router) -> None:
@@ -133,14 +133,14 @@ def test_probes_borrow_per_query_shape_from_the_llm_they_agree_with(router: Rout
     once there are enough probes to outweigh the prior (the others' average): the map leans on writer-8b most,
     and survives save/load and removal."""
     twin = LLMProfile(name="twin", description="A general assistant.", input_price=0.3, output_price=0.3)
-    texts = router.tables_.queries.texts
-    column = router.llm_names_.index("writer-8b")
+    texts = router.state.tables.queries.texts
+    column = router.state.llm_names.index("writer-8b")
     known = router.predict_outcomes(texts[:120])[0][:, column]
     fresh = texts[400:600]
     target = router.predict_outcomes(fresh)[0][:, column]
     router.add_llm(twin, probes=[{"query": texts[i], "effect": float(known[i])} for i in range(120)])
-    assert set(router.probe_maps_) == {"twin"}
-    borrowed = router.probe_maps_["twin"]
+    assert set(router.state.probe_maps) == {"twin"}
+    borrowed = router.state.probe_maps["twin"]
     assert borrowed.others[int(np.argmax(borrowed.weights))] == "writer-8b"
     with_map = np.corrcoef(router.predict_outcomes(fresh)[0][:, -1], target)[0, 1]
     router.save(tmp_path / "after")
@@ -156,11 +156,11 @@ def test_description_only_llm_varies_as_the_others_do(router: Router) -> None:
     """Without probes the GNN gives a new LLM nearly one effect for every query; the average map makes its
     effect rise and fall with the other LLMs' (hard queries are hard for all), saved with the router."""
     newcomer = LLMProfile(name="newcomer", description="A general assistant.", input_price=0.3, output_price=0.3)
-    fresh = router.tables_.queries.texts[:300]
+    fresh = router.state.tables.queries.texts[:300]
     router.add_llm(newcomer)
     effect = router.predict_outcomes(fresh)[0]
     average = effect[:, :-1].mean(axis=1)
-    router.probe_maps_ = {}
+    router.state.probe_maps = {}
     gnn_only = router.predict_outcomes(fresh)[0][:, -1]
     assert np.corrcoef(effect[:, -1], average)[0, 1] > max(0.9, np.corrcoef(gnn_only, average)[0, 1] + 0.05)
 

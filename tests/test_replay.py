@@ -43,15 +43,17 @@ def served_changes(store: EventStore, known_query: str) -> None:
 
 def test_replay_applies_every_change_once_and_skips_bad_rows(router: Router, tmp_path: Path) -> None:
     store = open_store(tmp_path / "events.sqlite")
-    served_changes(store, router.tables_.queries.texts[0])
+    served_changes(store, router.state.tables.queries.texts[0])
     report = replay_store(router, store)
     assert report.applied == 5 and report.rows == 3 and report.skipped == 2 and report.last_event == 5
     assert "finite" in report.reasons[0] and "gpt-nope" in report.reasons[1]
     ann = router.user_profile("ann")
     assert ann["known"] and ann["interactions"] == 2 and ann["n_choices"] == 1
-    assert router.user_profile("bob")["known"] and "bob" in router.user_ids_ and not router.pending_
-    assert router.llm_names_[-1] == "math-pro" and not router.enabled_[router.llm_names_.index("writer-8b")]
-    assert "eve" not in router.user_ids_
+    assert router.user_profile("bob")["known"] and "bob" in router.state.user_ids and not router.feedback
+    assert (
+        router.state.llm_names[-1] == "math-pro" and not router.state.enabled[router.state.llm_names.index("writer-8b")]
+    )
+    assert "eve" not in router.state.user_ids
     effect, cost = router.predict_outcomes([QUERY, "q"], user_ids=["ann", "eve"])
     assert np.isfinite(effect).all() and np.isfinite(cost).all()
     again = replay_store(router, store)  # the cursor moved: nothing applies twice
@@ -63,17 +65,17 @@ def test_replay_applies_every_change_once_and_skips_bad_rows(router: Router, tmp
 @pytest.mark.slow
 def test_a_router_trained_with_the_store_replays_only_newer_events(router: Router, demo: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]
     store = open_store(tmp_path / "events.sqlite")
-    served_changes(store, router.tables_.queries.texts[0])
+    served_changes(store, router.state.tables.queries.texts[0])
     logs, llms = demo
     retrained = Router(router.config)
     report = fit_with_store(retrained, logs, llms, store)
-    assert report.skipped == 2 and retrained.events_cursor_ is not None
-    assert retrained.events_cursor_.last_event == 5 and retrained.events_cursor_.store_id == store.store_id
-    assert "math-pro" in retrained.llm_names_ and {"ann", "bob"} <= set(retrained.user_ids_)
-    assert not retrained.enabled_[retrained.llm_names_.index("writer-8b")]
+    assert report.skipped == 2 and retrained.state.events_cursor is not None
+    assert retrained.state.events_cursor.last_event == 5 and retrained.state.events_cursor.store_id == store.store_id
+    assert "math-pro" in retrained.state.llm_names and {"ann", "bob"} <= set(retrained.state.user_ids)
+    assert not retrained.state.enabled[retrained.state.llm_names.index("writer-8b")]
     store.append(LLMEnabled("writer-8b", True))
     later = replay_store(retrained, store)
-    assert later.applied == 1 and retrained.enabled_[retrained.llm_names_.index("writer-8b")]
+    assert later.applied == 1 and retrained.state.enabled[retrained.state.llm_names.index("writer-8b")]
     other = open_store(tmp_path / "other.sqlite")  # another store: its events are all new to this router
     other.append(LLMEnabled("coder-7b", False))
     assert replay_store(retrained, other).applied == 1
@@ -84,14 +86,14 @@ def test_feedback_is_taken_at_once_and_folded_later(router: Router) -> None:
         {"user_id": f"u{i}", "query": f"Compute {i} squared, please.", "llm": "math-13b", "effect": 1.0}
         for i in range(20)
     ]
-    graph = router.graph_
+    graph = router.state.graph
     assert router.add_feedback(rows) == sorted(r["user_id"] for r in rows)
-    assert router.graph_ is graph and len(router.pending_) == 20  # no rebuild per feedback
+    assert router.state.graph is graph and len(router.feedback) == 20  # no rebuild per feedback
     assert router.user_profile("u3") == {**router.user_profile("u3"), "known": True, "interactions": 1}
-    n = len(router.tables_.query_ids)
+    n = len(router.state.tables.query_ids)
     assert router.fold(max_new_queries=8) == 20 and router.fold(max_new_queries=8) == 20  # bounded steps
-    assert router.fold(max_new_queries=8) == 0 and len(router.tables_.query_ids) == n + 20
-    assert router.graph_ is not graph and {"u0", "u19"} <= set(router.user_ids_)
+    assert router.fold(max_new_queries=8) == 0 and len(router.state.tables.query_ids) == n + 20
+    assert router.state.graph is not graph and {"u0", "u19"} <= set(router.state.user_ids)
 
 
 def test_folds_give_the_same_router_however_they_are_batched(fitted_router: Router, tmp_path: Path) -> None:
@@ -124,6 +126,6 @@ def test_bad_feedback_names_row_and_column(router: Router) -> None:
     ]:
         with pytest.raises(DataValidationError, match=needle.replace("(", r"\(")):
             router.add_feedback([good, {**good, **bad}])
-    assert not router.pending_  # nothing half-taken
+    assert not router.feedback  # nothing half-taken
     frame = pd.DataFrame([good, {**good, "timestamp": 3, "query_id": "x"}])  # log columns feedback ignores
     assert router.add_feedback(frame) == ["u"]

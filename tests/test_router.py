@@ -27,18 +27,18 @@ def test_fit_returns_self_and_learned_state(demo: tuple[pd.DataFrame, list], fit
     assert fresh.fit(logs.head(200), llms) is fresh
     r = fitted_router
     assert repr(r).startswith("Router(6 LLMs (6 enabled),") and "8 users" in repr(r)
-    assert r.llm_names_[0] == "tiny-fast" and len(r.user_ids_) == 8
+    assert r.state.llm_names[0] == "tiny-fast" and len(r.state.user_ids) == 8
     assert r.history_.best_epoch >= 0 and r.history_.history
     assert {"train_loss", "val_effect_loss"} <= set(r.history_.history[0])
 
 
 def test_missing_and_unseen_tasks_are_inferred_from_the_query(fitted_router: Router) -> None:
     r = fitted_router
-    known = r.task_names_[-1]
+    known = r.state.task_names[-1]
     emb = r.prepare([QUERIES[0]] * 3).emb
-    idx, inferred = r.task_lookup([known, None, "a-task-never-seen"], emb)
+    idx, inferred = r.state.task_lookup([known, None, "a-task-never-seen"], emb)
     assert inferred.tolist() == [False, True, True]
-    assert idx[0] == len(r.task_names_) - 1 and idx[1] == idx[2] == np.argmax(r.task_centroids_ @ emb[0])
+    assert idx[0] == len(r.state.task_names) - 1 and idx[1] == idx[2] == np.argmax(r.state.task_centroids @ emb[0])
 
 
 def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,8 +47,8 @@ def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypa
     from graphroute.nn.pairs import LLM_MEAN, TASK_MEAN
 
     r, seen = fitted_router, []
-    decode = r.model_.decode
-    monkeypatch.setattr(r.model_, "decode", lambda z, pair, *a: seen.append(pair) or decode(z, pair, *a))
+    decode = r.state.model.decode
+    monkeypatch.setattr(r.state.model, "decode", lambda z, pair, *a: seen.append(pair) or decode(z, pair, *a))
     for mode in ("nearest", "overall", "gated"):
         graph = r.config.graph.model_copy(update={"unseen_task": mode})
         monkeypatch.setattr(r, "config", r.config.model_copy(update={"graph": graph}))
@@ -60,7 +60,7 @@ def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypa
     torch.testing.assert_close(overall[:, TASK_MEAN], overall[:, LLM_MEAN])
     assert not torch.allclose(nearest[:, TASK_MEAN], nearest[:, LLM_MEAN])
     emb = r.prepare(QUERIES[:1]).emb
-    trust = float(r.task_trust(emb, r.task_index([None], emb))[0])
+    trust = float(r.task_trust(emb, r.state.task_index([None], emb))[0])
     expected = trust * nearest[:, TASK_MEAN] + (1 - trust) * overall[:, LLM_MEAN]
     torch.testing.assert_close(gated[:, TASK_MEAN], expected)
 
@@ -68,9 +68,9 @@ def test_unseen_task_evidence_follows_the_config(fitted_router: Router, monkeypa
 def test_task_trust_places_a_query_among_the_task_members(fitted_router: Router) -> None:
     """Full trust from the median member's similarity up, none at or below the least typical member."""
     r = fitted_router
-    centre = r.task_centroids_[0]
+    centre = r.state.task_centroids[0]
     other = np.linalg.svd(centre[None, :])[2][1]  # a unit vector orthogonal to the centroid
-    quantile = dict(zip(np.round(MEMBER_QUANTILES, 2), r.task_member_sims_[0], strict=True))
+    quantile = dict(zip(np.round(MEMBER_QUANTILES, 2), r.state.task_member_sims[0], strict=True))
 
     def at(similarity: float) -> np.ndarray:
         return similarity * centre + np.sqrt(1 - similarity**2) * other
@@ -95,7 +95,7 @@ def test_recommend_ranked_with_effect_cost_utility(fitted_router: Router) -> Non
 def test_alpha_changes_the_choice_without_retraining(fitted_router: Router) -> None:
     quality = fitted_router.route(QUERIES, alpha=1.0)
     cheap = fitted_router.route(QUERIES, alpha=0.0)
-    prices = {m.name: m.input_price for m in fitted_router.llms_}
+    prices = {m.name: m.input_price for m in fitted_router.state.llms}
     assert all(prices[c] == min(prices.values()) for c in cheap)
     assert quality != cheap
 
@@ -119,7 +119,7 @@ def test_unknown_user_gets_cold_start(fitted_router: Router) -> None:
     a, _ = fitted_router.predict_outcomes(QUERIES, user_ids=["nobody"] * 3)
     b, _ = fitted_router.predict_outcomes(QUERIES, user_ids=["someone-else"] * 3)
     np.testing.assert_allclose(a, b)
-    known, _ = fitted_router.predict_outcomes(QUERIES, user_ids=[fitted_router.user_ids_[0]] * 3)
+    known, _ = fitted_router.predict_outcomes(QUERIES, user_ids=[fitted_router.state.user_ids[0]] * 3)
     assert np.abs(known - a).max() > 1e-4  # a known user's own evidence moves the prediction: ids are read
 
 

@@ -43,6 +43,6 @@ def test_one_seed_gives_identical_weights_on_a_real_log() -> None:
 
     bench = load_llmrouter(shared_set("llmrouter-9llm"))
     config = RouterConfig(encoder={"kind": "hashing"}, train={"epochs": 2, "seed": 3})
-    first, second = (Router(config).fit(bench.train, bench.llms).model_.state_dict() for _ in range(2))
+    first, second = (Router(config).fit(bench.train, bench.llms).state.model.state_dict() for _ in range(2))
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.are_deterministic_algorithms_enabled()  # the process-wide switch is restored after training

@@ -28,7 +28,7 @@ def _score(router: Router, test: object, llm: str | None = None) -> dict[str, fl
     sc = evaluate({"r": router}, test).scores["r"]  # type: ignore[arg-type]
     out = {"reward@0.5": round(sc.reward[0.5], 4), "reward@1.0": round(sc.reward[1.0], 4), "aiq": round(sc.aiq, 4)}
     if llm is not None:
-        chosen = sc.choice[0.5] == router.llm_names_.index(llm) if llm in router.llm_names_ else np.zeros(1)
+        chosen = sc.choice[0.5] == router.state.llm_names.index(llm) if llm in router.state.llm_names else np.zeros(1)
         out["share@0.5"] = round(float(np.mean(chosen)), 3)
     return out
 
@@ -57,7 +57,7 @@ def run_new_llm(
         others = [m for m in bench.llms if m.name != llm]
         router = Router(config).fit(bench.train[bench.train[s.LLM] != llm], others)
         truth = bench.train[bench.train[s.LLM] == llm].set_index(s.QUERY)[s.EFFECT]
-        known = [q for q in router.tables_.queries.texts if q in truth.index]
+        known = [q for q in router.state.tables.queries.texts if q in truth.index]
         with tempfile.TemporaryDirectory() as tmp:
             router.save(Path(tmp) / "without")
             row: dict[str, Any] = {

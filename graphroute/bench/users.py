@@ -125,7 +125,9 @@ def run_users(
     }
     known_scores = {name: _utility_scores(users, owner, effect, norm, c) for name, c in choices.items()}
     curve = _new_user_curve(router, users, log, new_ids, queries, effect, norm, rng)
-    alpha_err = [abs(router.user_prefs_[u].alpha - users.alpha[users.ids.index(u)]) for u in router.user_prefs_]
+    alpha_err = [
+        abs(router.state.user_prefs[u].alpha - users.alpha[users.ids.index(u)]) for u in router.state.user_prefs
+    ]
     return {
         "n_users": n_users,
         "n_new_users": len(new_ids),

@@ -77,7 +77,7 @@ def providers() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def serve(run_dir: Path, tmp: Path, upstream: str, **env: str) -> ProcessServer:
     """A router whose every LLM is behind the fake providers: writer-8b with a provider id and key."""
     router = Router.load(run_dir)
-    router.llms_ = [
+    router.state.llms = [
         m.model_copy(update={"base_url": f"{upstream}/{m.name}/v1"})
         if m.name != "writer-8b"
         else m.model_copy(
@@ -87,7 +87,7 @@ def serve(run_dir: Path, tmp: Path, upstream: str, **env: str) -> ProcessServer:
                 "api_key_env": "PROVIDER_A_KEY",
             }
         )
-        for m in router.llms_
+        for m in router.state.llms
     ]
     router.save(tmp / "router")
     server = ProcessServer(tmp / "router", tmp / "events.sqlite", env={"PROVIDER_A_KEY": PROVIDER_KEY, **env})

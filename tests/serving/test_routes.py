@@ -176,7 +176,7 @@ def test_serving_caches_embeddings_in_bounded_memory_never_on_disk(fitted_router
     served = Served.load(tmp_path / "r", cache_items=5)
     for i in range(20):
         served.recommend([RouteRequest(f"A new question number {i}?")])
-    assert len(served.router.encoder_) <= 5  # type: ignore[arg-type]
+    assert len(served.router.state.encoder) <= 5  # type: ignore[arg-type]
     assert not disk.exists()
 
 

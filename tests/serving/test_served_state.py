@@ -70,7 +70,7 @@ def test_served_changes_survive_kill_restart_reload_and_a_retrain(
     runs = tmp_path / "runs"
     folder = runs / "live"
     Router.load(run_dir).save(folder)
-    known = Router.load(folder).tables_.queries.texts[0]
+    known = Router.load(folder).state.tables.queries.texts[0]
     server = ProcessServer(folder, None)  # the default store: beside the run folder, not in it
     url = server.start()
     try:
@@ -121,7 +121,7 @@ def test_two_replicas_on_one_postgres_see_each_other(run_dir: Path, pg_url: str)
     a, b = ProcessServer(run_dir, pg_url), ProcessServer(run_dir, pg_url)
     url_a, url_b = a.start(), b.start()
     try:
-        known = Router.load(run_dir).tables_.queries.texts
+        known = Router.load(run_dir).state.tables.queries.texts
         query = {"query": Q, "user_id": "zed", "k": 6, "alpha": None}
         base = httpx.post(f"{url_b}/v1/route", json=query).json()["ranking"]
         cheapest = min(base, key=lambda r: r["cost"])["llm"]
