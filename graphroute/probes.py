@@ -30,21 +30,27 @@ AVERAGE_SAMPLE = 512  # reference queries the others' mean is taken over when th
 
 @dataclass
 class ProbeMap:
-    """Weights over other LLMs' predicted effects; ``mean`` is their mean on the probes (the centring)."""
+    """Weights over other LLMs' predicted effects; ``mean`` is their mean over the reference queries, the centre
+    the deviation is measured from."""
 
     others: list[str]
     mean: np.ndarray
     weights: np.ndarray
 
     @classmethod
-    def fit(cls, others: Sequence[str], predicted: np.ndarray, effect: np.ndarray) -> ProbeMap:
-        """Shapes: predicted (n, K) effects of ``others`` on the probe queries, effect (n,) observed."""
-        mean = predicted.mean(axis=0)
-        x = predicted - mean
+    def fit(cls, others: Sequence[str], predicted: np.ndarray, effect: np.ndarray, centre: np.ndarray) -> ProbeMap:
+        """Shapes: predicted (n, K) effects of ``others`` on the probe queries, effect (n,) observed, centre (K,)
+        the others' mean over the reference queries.
+
+        The probes fit only the weights (the shape); the level stays the GNN's, which reads the probes as
+        evidence near the queries they were asked on. Centred on the probes' own mean instead, probes from one
+        task made every query look like that task: a new LLM probed on maths rose on reasoning because the
+        others score higher there than on maths."""
+        x = predicted - predicted.mean(axis=0)
         y = effect - effect.mean()
         prior = _average_weights(len(others))
         weights = np.linalg.solve(x.T @ x + PROBE_RIDGE * np.eye(len(others)), x.T @ y + PROBE_RIDGE * prior)
-        return cls(list(others), mean, weights)
+        return cls(list(others), np.asarray(centre, dtype=float), weights)
 
     @classmethod
     def average(cls, others: Sequence[str], predicted: np.ndarray) -> ProbeMap:

@@ -357,16 +357,16 @@ class Router(BaseRouter[GNNState]):
         if not others:
             return
         columns = [st.llm_position(n) for n in others]
-        if probe_rows is not None and len(probe_rows) >= MIN_PROBES:
-            predicted, _ = self.predict_outcomes(probe_rows[s.QUERY].tolist())
-            effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
-            st.probe_maps[name] = ProbeMap.fit(others, predicted[:, columns], effect)
-            return
         queries = st.tables.queries
         rng = np.random.default_rng(self.config.train.seed)
         sample = rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)
-        predicted, _ = self.predict_outcomes(queries.take(np.sort(sample)))
-        st.probe_maps[name] = ProbeMap.average(others, predicted[:, columns])
+        reference = self.predict_outcomes(queries.take(np.sort(sample)))[0][:, columns]
+        if probe_rows is not None and len(probe_rows) >= MIN_PROBES:
+            predicted, _ = self.predict_outcomes(probe_rows[s.QUERY].tolist())
+            effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
+            st.probe_maps[name] = ProbeMap.fit(others, predicted[:, columns], effect, reference.mean(axis=0))
+        else:
+            st.probe_maps[name] = ProbeMap.average(others, reference)
 
     def disable_llm(self, name: str, disabled: bool = True) -> Self:
         """Stop (or, with disabled=False, resume) routing to an LLM; its history stays in the graph."""

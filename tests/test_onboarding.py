@@ -170,9 +170,11 @@ def test_probe_map_is_a_shrunk_regression_on_the_other_llms() -> None:
     rng = np.random.default_rng(0)
     predicted = rng.random((400, 3))
     effect = 0.5 + 0.8 * (predicted[:, 1] - predicted[:, 1].mean())
-    few = ProbeMap.fit(["a", "b", "c"], predicted[:10], effect[:10])
+    centre = predicted.mean(axis=0)
+    few = ProbeMap.fit(["a", "b", "c"], predicted[:10], effect[:10], centre)
     np.testing.assert_allclose(few.weights, 1 / 3, atol=0.05)
-    borrowed = ProbeMap.fit(["a", "b", "c"], predicted, effect)
+    borrowed = ProbeMap.fit(["a", "b", "c"], predicted, effect, centre)
+    np.testing.assert_allclose(borrowed.mean, centre)  # the level is measured from the reference mean
     assert np.argmax(borrowed.weights) == 1 and 1 / 3 < borrowed.weights[1] < 0.8  # found, and shrunk
     assert np.all(borrowed.weights[[0, 2]] < 1 / 3)
     rows = np.column_stack([predicted[:, 2], predicted[:, 1], np.full(400, 0.5)])  # other order, new column
@@ -180,3 +182,26 @@ def test_probe_map_is_a_shrunk_regression_on_the_other_llms() -> None:
     assert np.corrcoef(rows[:, 2], effect)[0, 1] > 0.9 and ((rows[:, 2] >= 0) & (rows[:, 2] <= 1)).all()
     again = ProbeMap.from_dict(borrowed.to_dict())
     np.testing.assert_allclose(again.weights, borrowed.weights)
+
+
+def test_probes_from_one_task_stay_local(router: Router, dense_test: pd.DataFrame, tmp_path: Path) -> None:
+    """A new LLM probed on maths only (effect 1.0 on ten maths queries) wins maths queries, while its share of
+    routes on every other task moves by at most 10 points from description-only onboarding: one task's probes
+    say nothing about the others."""
+    router.save(tmp_path / "copy")
+    plain = Router.load(tmp_path / "copy")
+    profile = LLMProfile(
+        name="math-pro", description="Strong at mathematics; cheap.", input_price=0.1, output_price=0.1
+    )
+    st = router.state
+    maths = [q for q, t in zip(st.tables.queries.texts, st.tables.queries.tasks, strict=True) if t == "math"][:10]
+    router.add_llm(profile, probes=[{"query": q, "effect": 1.0} for q in maths])
+    plain.add_llm(profile)
+    test = dense_test.drop_duplicates("query")
+    queries, tasks = test["query"].tolist(), test["task"].to_numpy()
+    probed = np.array(router.route(queries, alpha=0.5)) == "math-pro"
+    described = np.array(plain.route(queries, alpha=0.5)) == "math-pro"
+    assert probed[tasks == "math"].mean() >= 0.8, probed[tasks == "math"].mean()
+    for task in set(tasks) - {"math"}:
+        rows = tasks == task
+        assert abs(probed[rows].mean() - described[rows].mean()) <= 0.10, (task, probed[rows].mean())

@@ -77,8 +77,15 @@ def finish_tables(sums: dict[str, Tensor]) -> dict[str, Tensor]:
     # an LLM onboarded with ten probes is not judged on one lucky answer
     total, count = sums["l_sum"].sum(), sums["l_cnt"].sum()
     overall = total / count if count > 0 else torch.tensor(0.5, device=total.device)
+    shrunk = (sums["l_sum"] + PRIOR_COUNT * overall) / (sums["l_cnt"] + PRIOR_COUNT)
+    # an LLM's own mean speaks only for the tasks it was seen on: weighted by the share of the log's outcomes in
+    # those tasks, the rest is the overall level. An LLM onboarded with probes from one task then keeps the
+    # overall level elsewhere instead of carrying that task's score to every query; an LLM seen on every task
+    # (every LLM of a dense log) keeps its mean as it is.
+    task_size = sums["t_cnt"].sum(dim=1)  # (T,)
+    coverage = (task_size @ (sums["t_cnt"] > 0).float()) / task_size.sum().clamp(min=1.0)  # (L,)
     out = {
-        "llm_mean": (sums["l_sum"] + PRIOR_COUNT * overall) / (sums["l_cnt"] + PRIOR_COUNT),
+        "llm_mean": coverage * shrunk + (1.0 - coverage) * overall,
         **{k: sums[k] for k in ("t_sum", "t_cnt", "u_sum", "u_cnt", "c_sum", "c_cnt")},
     }
     if "q_sum" in sums:
