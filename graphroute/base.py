@@ -24,6 +24,7 @@ from graphroute.data.split import split_by_query
 from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder, make_encoder
 from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMError
+from graphroute.explain import EFFECT_TERMS, Explanation, LLMExplanation, Neighbour
 from graphroute.schema import LLMProfile, Recommendation, RouteRequest
 from graphroute.state import FittedState, task_centroids
 
@@ -228,30 +229,97 @@ class BaseRouter(Generic[S]):
         batch = self.prepare([r.query for r in requests], [r.task for r in requests], [r.user_id for r in requests])
         effect, cost = self._predict(batch)
         norm = self.state.cost_scaler.transform(cost, batch.tasks)
+        return [self._ranked(batch, i, r, effect, cost, norm)[0] for i, r in enumerate(requests)]
+
+    def _ranked(
+        self, batch: QueryBatch, i: int, r: RouteRequest, effect: np.ndarray, cost: np.ndarray, norm: np.ndarray
+    ) -> tuple[list[Recommendation], float, np.ndarray]:
+        """Request ``i``'s ranking, with the alpha and the affinity row (L,) its utilities used."""
+        a, affinity = self._preferences(batch.take(slice(i, i + 1)), r.alpha)
+        utility = policy.utilities(effect[i : i + 1], norm[i : i + 1], a) + affinity
+        allowed = self.allowed_mask(r.candidates)
+        if r.max_cost is not None:
+            fits = allowed & (cost[i] <= r.max_cost)
+            allowed = fits if fits.any() else allowed & (cost[i] == cost[i][allowed].min())
+        order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(r.k, 1)]
         names = self.state.llm_names
-        out = []
-        for i, r in enumerate(requests):
-            a, affinity = self._preferences(batch.take(slice(i, i + 1)), r.alpha)
-            utility = policy.utilities(effect[i : i + 1], norm[i : i + 1], a) + affinity
-            allowed = self.allowed_mask(r.candidates)
-            if r.max_cost is not None:
-                fits = allowed & (cost[i] <= r.max_cost)
-                allowed = fits if fits.any() else allowed & (cost[i] == cost[i][allowed].min())
-            order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(r.k, 1)]
-            out.append(
-                [
-                    Recommendation(
-                        names[j],
-                        float(effect[i, j]),
-                        float(cost[i, j]),
-                        float(norm[i, j]),
-                        float(utility[0, j]),
-                        rank + 1,
-                    )
-                    for rank, j in enumerate(order)
-                ]
+        recs = [
+            Recommendation(
+                names[j], float(effect[i, j]), float(cost[i, j]), float(norm[i, j]), float(utility[0, j]), rank + 1
             )
-        return out
+            for rank, j in enumerate(order)
+        ]
+        return recs, float(a[0]), affinity[0]
+
+    # ----- explanations -----
+    def explain(
+        self,
+        query: str,
+        user_id: str | None = None,
+        task: str | None = None,
+        alpha: float | None = None,
+        candidates: Sequence[str] | None = None,
+        max_cost: float | None = None,
+        k: int | None = None,
+    ) -> Explanation:
+        """The ranking ``recommend`` gives (every allowed LLM unless ``k``), each utility split into its terms and,
+        for routers that can, each effect into the evidence it came from; with the task the query was matched to
+        and the past queries the model read as neighbours."""
+        st = self.state
+        request = RouteRequest(query, user_id, task, k or len(st.llms), alpha, candidates, max_cost)
+        self.check_request(request)
+        batch = self.prepare([query], [task], [user_id])
+        effect, cost = self._predict(batch)
+        norm = st.cost_scaler.transform(cost, batch.tasks)
+        recs, a, affinity = self._ranked(batch, 0, request, effect, cost, norm)
+        split = self._effect_terms(batch)
+        names = st.llm_names
+        ranking = []
+        for rec in recs:
+            j = names.index(rec.llm)
+            part = LLMExplanation(
+                rec.llm,
+                rec.rank,
+                rec.utility,
+                quality=a * rec.effect,
+                cost=-(1.0 - a + policy.TIE_EPSILON) * rec.normalized_cost,
+                affinity=float(affinity[j]),
+                effect=rec.effect,
+                cost_usd=rec.cost,
+                normalized_cost=rec.normalized_cost,
+            )
+            if split is not None:
+                logit, terms = split
+                part.effect_logit = float(logit[0, j])
+                part.effect_terms = {name: float(terms[name][0, j]) for name in EFFECT_TERMS}
+                part.probe_shift = rec.effect - float(1.0 / (1.0 + np.exp(-logit[0, j])))
+            ranking.append(part)
+        index, inferred = st.task_lookup(batch.tasks, batch.emb)
+        return Explanation(
+            query=query,
+            user_id=batch.user_ids[0],
+            alpha=a,
+            task=st.task_names[int(index[0])] if st.task_names else None,
+            task_given=task,
+            task_inferred=bool(inferred[0]),
+            task_trust=self._task_trust(batch),
+            ranking=ranking,
+            neighbours=self._neighbours(batch, [r.llm for r in recs]),
+            explains_effect=split is not None,
+            note="" if split is not None else f"{type(self).__name__} does not split its effect predictions.",
+        )
+
+    def _effect_terms(self, batch: QueryBatch) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """Effect logits (N, L) and their ``EFFECT_TERMS`` (N, L) each, for routers whose effect is such a sum."""
+        return None
+
+    def _neighbours(self, batch: QueryBatch, llms: Sequence[str]) -> list[Neighbour]:
+        """The past queries the first query's prediction read, most similar first (none for most baselines)."""
+        return []
+
+    def _task_trust(self, batch: QueryBatch) -> float:
+        """How far the first query's task evidence was used; a router without task gating uses it in full."""
+        return 1.0
 
 
 def _check_query(query: object, where: str) -> None:

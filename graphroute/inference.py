@@ -80,6 +80,37 @@ class InferenceCache:
         Shapes: query_x (N, F); task, user (N,); neighbors, similarity (N, k); base_cost_z (N, L); overall_weight
         (N,), see ``PairEvidence.gather`` → (N, L) twice.
         """
+        z, pair, row, llm, pair_user = self._pairs(query_x, task, user, neighbors, similarity, overall_weight)
+        logit, cost = self.model.decode(z, pair, row, llm, pair_user, base_cost_z.reshape(-1))
+        n, n_llms = query_x.size(0), z[s.LLM_NODE].size(0)
+        return logit.view(n, n_llms), cost.view(n, n_llms)
+
+    @torch.inference_mode()
+    def effect_terms(
+        self,
+        query_x: Tensor,
+        task: Tensor,
+        user: Tensor,
+        neighbors: Tensor,
+        similarity: Tensor,
+        overall_weight: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """``predict``'s effect logits split into ``RouterGNN.effect_terms``. Shapes: → (N, L) each."""
+        z, pair, row, llm, pair_user = self._pairs(query_x, task, user, neighbors, similarity, overall_weight)
+        n, n_llms = query_x.size(0), z[s.LLM_NODE].size(0)
+        terms = self.model.effect_terms(z, pair, row, llm, pair_user)
+        return {name: term.view(n, n_llms) for name, term in terms.items()}
+
+    def _pairs(
+        self,
+        query_x: Tensor,
+        task: Tensor,
+        user: Tensor,
+        neighbors: Tensor,
+        similarity: Tensor,
+        overall_weight: Tensor | None,
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, Tensor]:
+        """The new queries' node states and the pair evidence of every (query, LLM): what both heads read."""
         model, n = self.model, query_x.size(0)
         h_new = torch.relu(model.inputs[s.QUERY_NODE](query_x))
         for layer in self.query_layers:
@@ -110,8 +141,7 @@ class InferenceCache:
             overall_weight,
         )
         z = {s.QUERY_NODE: h_new, s.LLM_NODE: final[s.LLM_NODE], s.USER_NODE: final[s.USER_NODE]}
-        logit, cost = model.decode(z, pair, row, llm, pair_user, base_cost_z.reshape(-1))
-        return logit.view(n, n_llms), cost.view(n, n_llms)
+        return z, pair, row, llm, pair_user
 
 
 def _query_layer(conv: HeteroConv, norms: nn.ModuleDict, states: dict[str, Tensor]) -> _QueryLayer:

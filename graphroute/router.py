@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,6 +21,7 @@ from graphroute.data.io import interaction_rows
 from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder
 from graphroute.errors import DataValidationError
+from graphroute.explain import NEIGHBOURS_SHOWN, Neighbour
 from graphroute.features import llm_features, query_features, task_features, user_features
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
@@ -39,6 +40,20 @@ PREDICT_CHUNK = 1024
 MEMBER_QUANTILES = np.linspace(0.0, 1.0, 21)
 FULL_TRUST_RANK = 0.5
 Feedback = pd.DataFrame | Sequence[dict[str, object]] | Sequence[Interaction]
+
+
+@dataclass
+class QueryInputs:
+    """New queries as the model reads them. Shapes: query_x (N, F); task, user (N,); neighbors, similarity (N, k);
+    overall_weight (N,) or None (see ``Router._overall_weight``); inferred (N,) whether the task was inferred."""
+
+    query_x: torch.Tensor
+    task: torch.Tensor
+    user: torch.Tensor
+    neighbors: torch.Tensor
+    similarity: torch.Tensor
+    overall_weight: torch.Tensor | None
+    inferred: np.ndarray
 
 
 def member_similarities(base: FittedState, train: LogTables) -> np.ndarray:
@@ -188,16 +203,15 @@ class Router(BaseRouter[GNNState]):
         effects, costs = [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
-            idx, sim = nearest_neighbors(part.emb, st.tables.queries.emb, self.config.graph.k_neighbors)
-            task, inferred = st.task_lookup(part.tasks, part.emb)
+            inputs = self._query_inputs(part)
             logit, cost_z = cache.predict(
-                torch.as_tensor(query_features(part.emb, part.tokens)),
-                torch.as_tensor(task),
-                torch.as_tensor(st.user_index(part.user_ids)),
-                torch.as_tensor(idx),
-                torch.as_tensor(sim),
+                inputs.query_x,
+                inputs.task,
+                inputs.user,
+                inputs.neighbors,
+                inputs.similarity,
                 torch.as_tensor(st.features.cost_z(part.base_cost), dtype=torch.float32),
-                self._overall_weight(part, task, inferred),
+                inputs.overall_weight,
             )
             effects.append(torch.sigmoid(logit).numpy())
             costs.append(st.features.cost_usd(cost_z.numpy()))
@@ -206,6 +220,51 @@ class Router(BaseRouter[GNNState]):
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, names, names.index(name))
         return effect, np.concatenate(costs).astype(float)
+
+    def _query_inputs(self, batch: QueryBatch) -> QueryInputs:
+        """What the model reads of new queries: features, task, user node, nearest reference queries."""
+        st = self.state
+        idx, sim = nearest_neighbors(batch.emb, st.tables.queries.emb, self.config.graph.k_neighbors)
+        task, inferred = st.task_lookup(batch.tasks, batch.emb)
+        return QueryInputs(
+            torch.as_tensor(query_features(batch.emb, batch.tokens)),
+            torch.as_tensor(task),
+            torch.as_tensor(st.user_index(batch.user_ids)),
+            torch.as_tensor(idx),
+            torch.as_tensor(sim),
+            self._overall_weight(batch, task, inferred),
+            inferred,
+        )
+
+    def _effect_terms(self, batch: QueryBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        st = self.state
+        cache = self._inference_cache()
+        x = self._query_inputs(batch)
+        base_cost_z = torch.as_tensor(st.features.cost_z(batch.base_cost), dtype=torch.float32)
+        logit, _ = cache.predict(x.query_x, x.task, x.user, x.neighbors, x.similarity, base_cost_z, x.overall_weight)
+        terms = cache.effect_terms(x.query_x, x.task, x.user, x.neighbors, x.similarity, x.overall_weight)
+        return logit.numpy().astype(float), {name: term.numpy().astype(float) for name, term in terms.items()}
+
+    def _neighbours(self, batch: QueryBatch, llms: Sequence[str]) -> list[Neighbour]:
+        st = self.state
+        x = self._query_inputs(batch.take(slice(0, 1)))
+        sim, idx = x.similarity[0].numpy(), x.neighbors[0].numpy()
+        order = np.argsort(-sim, kind="stable")[:NEIGHBOURS_SHOWN]
+        frame = st.tables.frame
+        rows = frame[frame["q"].isin(idx[order]) & frame[s.EFFECT].notna()]
+        means = rows.groupby(["q", s.LLM])[s.EFFECT].mean()
+        q = st.tables.queries
+        out = []
+        for i in order:
+            ref = int(idx[i])
+            logged = means.loc[ref] if ref in means.index.get_level_values(0) else pd.Series(dtype=float)
+            effects = {name: round(float(logged[name]), 4) for name in llms if name in logged.index}
+            out.append(Neighbour(q.texts[ref], str(q.tasks[ref]), float(sim[i]), effects))
+        return out
+
+    def _task_trust(self, batch: QueryBatch) -> float:
+        weight = self._query_inputs(batch.take(slice(0, 1))).overall_weight
+        return 1.0 if weight is None else float(1.0 - weight[0])
 
     def _overall_weight(self, batch: QueryBatch, task: np.ndarray, inferred: np.ndarray) -> torch.Tensor | None:
         """Share of each LLM's overall mean in the task evidence of each query (``GraphConfig.unseen_task``).

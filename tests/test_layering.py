@@ -17,6 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "routers",
         (
+            "explain",
             "base",
             "router",
             "baselines",

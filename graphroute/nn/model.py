@@ -12,7 +12,7 @@ from torch_geometric.nn import HeteroConv
 from graphroute import schema as s
 from graphroute.graph.sampling import Hops
 from graphroute.nn.conv import EdgeAttrConv
-from graphroute.nn.pairs import PAIR_DIM, TASK_MEAN, PairEvidence, evidence_logits
+from graphroute.nn.pairs import EVIDENCE_GROUPS, PAIR_DIM, TASK_MEAN, PairEvidence, evidence_logits
 
 EdgeType = tuple[str, str, str]
 
@@ -158,6 +158,19 @@ class RouterGNN(nn.Module):
         effect = (self.evidence_glm(evidence_logits(pair)) + residual).squeeze(-1)
         cost = base_cost_z + self.cost_head(torch.cat([zq, zl], dim=-1)).squeeze(-1)
         return effect, cost
+
+    def effect_terms(
+        self, z: dict[str, Tensor], pair: Tensor, query: Tensor, llm: Tensor, user: Tensor
+    ) -> dict[str, Tensor]:
+        """The effect logit of ``decode`` split into what each kind of evidence adds (``EVIDENCE_GROUPS``; the
+        GLM's bias counts as ``overall``) and the residual over node states; the terms sum to the logit.
+        Shapes: → (P,) each."""
+        zq, zl, zu = z[s.QUERY_NODE][query], z[s.LLM_NODE][llm], z[s.USER_NODE][user]
+        weighted = evidence_logits(pair) * self.evidence_glm.weight[0]  # (P, PAIR_DIM)
+        terms = {name: weighted[:, list(cols)].sum(dim=-1) for name, cols in EVIDENCE_GROUPS.items()}
+        terms["overall"] = terms["overall"] + self.evidence_glm.bias[0]
+        terms["residual"] = self.effect_head(torch.cat([zq, zl, zq * zl, zu * zl, pair], dim=-1)).squeeze(-1)
+        return terms
 
     def forward(
         self,

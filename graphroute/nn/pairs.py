@@ -17,6 +17,14 @@ MEAN_FEATURES = (0, 1, 3, 5, 7, 8, 9)
 TASK_MEAN = 3
 LLM_MEAN = 8  # the LLM's overall (shrunk) mean
 PRIOR_COUNT = 5.0  # pseudo-observations of the shrinkage prior
+# the evidence features by what they speak of (the names an explanation gives their contributions)
+EVIDENCE_GROUPS: dict[str, tuple[int, ...]] = {
+    "neighbours": (0, 1, 2, 11, 12),
+    "same_task_neighbours": (9, 10, 13),
+    "task": (3, 4),
+    "user": (5, 6, 7),
+    "overall": (8,),
+}
 
 
 def logits(means: Tensor) -> Tensor:
