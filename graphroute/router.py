@@ -343,6 +343,15 @@ class Router(BaseRouter[GNNState]):
         """What the router knows of a user: interactions, fitted alpha and LLM affinities (cold-start if unknown)."""
         return onboarding.user_profile(self.state, self.feedback, user_id, self.config.policy.alpha)
 
+    def user_profiles(self, limit: int = 100) -> list[dict[str, object]]:
+        """``user_profile`` of the users with the most interactions (folded or pending), most first; probe rows
+        belong to no user and are left out."""
+        counts = self.state.tables.frame[s.USER_ID].value_counts()
+        for row in self.feedback.rows():
+            counts[row[s.USER_ID]] = counts.get(row[s.USER_ID], 0) + 1
+        counts = counts.drop(onboarding.PROBE_USER, errors="ignore").sort_values(ascending=False, kind="stable")
+        return [self.user_profile(str(u)) for u in counts.index[:limit]]
+
     def _preferences(self, batch: QueryBatch, alpha: float | None) -> tuple[np.ndarray, np.ndarray]:
         policy.check_alpha(alpha)
         prefs = [self.state.preference(u, self.config.policy.alpha) for u in batch.user_ids]

@@ -20,6 +20,7 @@ from serving.follower import BulkFeedback, Decisions, EventFollower
 from serving.runtime import Metrics, ModelThread, Overloaded, Served
 from serving.scheduler import Batcher, Budget, Foreground
 from serving.settings import ServeSettings
+from serving.traffic import Traffic
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
     app.state.metrics = Metrics()
     app.state.foreground = Foreground()
     app.state.decisions = Decisions()
+    app.state.traffic = Traffic()
     app.add_middleware(
         LimitsAndMetrics,
         metrics=app.state.metrics,
@@ -92,11 +94,13 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         foreground=app.state.foreground,
     )
     _add_error_handlers(app)
+    from serving.console import router as console_router
     from serving.proxy import router as proxy_router
     from serving.routes import router as api_router
 
     app.include_router(api_router)
     app.include_router(proxy_router)
+    app.include_router(console_router)
     return app
 
 

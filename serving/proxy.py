@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphroute import Router
 from graphroute import schema as s
-from graphroute.schema import RouteRequest
+from graphroute.schema import Recommendation, RouteRequest
 from serving.deps import ReadKey, ServedDep
+from serving.traffic import note_route
 
 AUTO = "graphroute-auto"
 USER_HEADER = "x-graphroute-user"
@@ -163,7 +164,8 @@ async def chat_completions(body: ChatRequest, request: Request, served: ServedDe
         recs, _ = await state.batcher.submit(routed)
         names = [r.llm for r in recs]
     else:
-        names = [body.model]
+        recs, names = [], [body.model]
+    predicted = {r.llm: r for r in recs}
     upstreams = await run_in_threadpool(
         served.read, lambda r: _upstreams(r, names, state.upstream_allow, direct=not auto)
     )
@@ -173,7 +175,8 @@ async def chat_completions(body: ChatRequest, request: Request, served: ServedDe
     last: HTTPException | None = None
     for upstream in upstreams[: 2 if state.settings.proxy_fallback else 1]:
         try:
-            return await _forward(request, upstream, {**payload, "model": upstream.model}, query, user)
+            payload_up = {**payload, "model": upstream.model}
+            return await _forward(request, upstream, payload_up, query, user, predicted.get(upstream.llm))
         except HTTPException as exc:
             if exc.status_code not in (502, 504):
                 raise
@@ -183,7 +186,12 @@ async def chat_completions(body: ChatRequest, request: Request, served: ServedDe
 
 
 async def _forward(
-    request: Request, upstream: Upstream, payload: dict[str, Any], query: str, user: str | None
+    request: Request,
+    upstream: Upstream,
+    payload: dict[str, Any],
+    query: str,
+    user: str | None,
+    chosen: Recommendation | None,
 ) -> Response:
     """Send the request to one provider; a failure that may go to another provider raises 502 or 504."""
     state = request.app.state
@@ -203,8 +211,7 @@ async def _forward(
     if response.status_code >= 500:
         await response.aclose()
         raise HTTPException(502, f"upstream of LLM {upstream.llm!r} failed with {response.status_code}")
-    request_id = state.decisions.record(user or s.ANONYMOUS_USER, query, upstream.llm)
-    state.metrics.chosen.labels(upstream.llm).inc()
+    request_id = note_route(state, user or s.ANONYMOUS_USER, query, upstream.llm, chosen)
     ours = {"x-graphroute-model": upstream.llm, "x-graphroute-request-id": request_id}
     media = response.headers.get("content-type", "")
     if payload.get("stream") and response.status_code < 400 and media.startswith("text/event-stream"):

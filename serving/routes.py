@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,6 +27,7 @@ from serving.deps import ReadKey, ServedDep, WriteKey
 from serving.follower import Decisions
 from serving.proxy import upstream_allowed
 from serving.runtime import Overloaded, Served
+from serving.traffic import note_route
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -35,18 +37,34 @@ def _lib_request(body: sc.RouteBody) -> LibRequest:
     return LibRequest(body.query, body.user_id, body.task, body.k, body.alpha, body.candidates, body.max_cost)
 
 
-def _response(recs: list[Recommendation], version: str, request: Request, body: sc.RouteBody) -> sc.RouteResponse:
-    request.app.state.metrics.chosen.labels(recs[0].llm).inc()
-    request_id = request.app.state.decisions.record(body.user_id or ANONYMOUS_USER, body.query, recs[0].llm)
+def _response(
+    recs: list[Recommendation],
+    version: str,
+    request: Request,
+    body: sc.RouteBody,
+    explanation: dict[str, Any] | None = None,
+) -> sc.RouteResponse:
+    request_id = note_route(request.app.state, body.user_id or ANONYMOUS_USER, body.query, recs[0].llm, recs[0])
     ranking = [sc.RankedLLM(**r.__dict__) for r in recs]
-    return sc.RouteResponse(model_version=version, llm=recs[0].llm, ranking=ranking, request_id=request_id)
+    return sc.RouteResponse(
+        model_version=version, llm=recs[0].llm, ranking=ranking, request_id=request_id, explanation=explanation
+    )
 
 
 @router.post("/v1/route", response_model=sc.RouteResponse, dependencies=[ReadKey], tags=["routing"])
 async def route(body: sc.RouteBody, request: Request) -> sc.RouteResponse:
-    """Ranked LLMs for one query and user, with predicted effect, cost and utility."""
-    recs, version = await request.app.state.batcher.submit(_lib_request(body))
-    return _response(recs, version, request, body)
+    """Ranked LLMs for one query and user, with predicted effect, cost and utility (and, with ``explain``, why)."""
+    state = request.app.state
+    recs, version = await state.batcher.submit(_lib_request(body))
+    explanation = None
+    if body.explain:
+        served: Served = state.served
+
+        def explain(r: Router) -> dict[str, Any]:
+            return r.explain(body.query, body.user_id, body.task, body.alpha, body.candidates, body.max_cost).to_dict()
+
+        explanation = await state.model.run(served.read, explain)
+    return _response(recs, version, request, body, explanation)
 
 
 @router.post("/v1/route/batch", response_model=sc.BatchRouteResponse, dependencies=[ReadKey], tags=["routing"])
@@ -81,6 +99,8 @@ async def feedback(body: sc.FeedbackRequest, request: Request, served: ServedDep
     else:  # outcomes of queries this server did not just route: a bulk upload, after routing in flight
         receipt = await state.bulk.submit(rows)
     state.metrics.feedback.inc(len(receipt.stored))
+    for row in receipt.stored:
+        state.traffic.observed(row["llm"], row.get("effect"), row.get("cost"))
     users = sorted({r["user_id"] for r in receipt.stored})
     return sc.FeedbackResponse(stored=len(receipt.stored), duplicates=receipt.duplicates, users_adapted=users)
 
@@ -155,6 +175,25 @@ async def _commit(request: Request, event: LLMAdded | LLMEnabled) -> tuple[int, 
 def get_user(user_id: str, served: ServedDep) -> sc.UserPublic:
     """What the router knows of a user (a cold-start profile for an unknown id)."""
     return sc.UserPublic(**served.read(lambda r: r.user_profile(user_id)))  # type: ignore[arg-type]
+
+
+@router.get("/v1/users", response_model=list[sc.UserSummary], dependencies=[ReadKey], tags=["users"])
+def list_users(served: ServedDep, limit: int = Query(default=100, ge=1, le=10_000)) -> list[sc.UserSummary]:
+    """Known users, most interactions first: fitted alpha, choices seen and LLM affinities."""
+    return [sc.UserSummary(**p) for p in served.read(lambda r: r.user_profiles(limit))]  # type: ignore[arg-type]
+
+
+@router.get("/v1/traffic", response_model=sc.TrafficResponse, dependencies=[ReadKey], tags=["ops"])
+def traffic(
+    request: Request, served: ServedDep, window: Literal["hour", "day"] = Query(default="hour")
+) -> sc.TrafficResponse:
+    """Where this server sent traffic in the last hour or day, per LLM: share of routes, predicted effect and
+    spend, and the observed effect and spend of the outcomes reported for them."""
+    names = served.read(lambda r: r.state.llm_names)
+    rows = request.app.state.traffic.summary(window, names)
+    return sc.TrafficResponse(
+        window=window, routes=sum(int(r["routes"]) for r in rows), llms=[sc.TrafficLLM(**r) for r in rows]
+    )
 
 
 @router.post("/v1/admin/reload", status_code=202, dependencies=[WriteKey], tags=["admin"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphroute import schema as s
@@ -24,6 +26,7 @@ class RouteBody(_Body):
     alpha: float | None = Field(default=None, ge=0, le=1, description="Trade-off; absent → the user's own.")
     max_cost: float | None = Field(default=None, ge=0, le=s.MAX_COST, description="Budget in USD per call.")
     k: int = Field(default=3, ge=1, le=64, description="How many ranked LLMs to return.")
+    explain: bool = Field(default=False, description="Add why each LLM ranks where it does (see `explanation`).")
 
 
 class RankedLLM(BaseModel):
@@ -40,6 +43,12 @@ class RouteResponse(BaseModel):
     llm: str = Field(description="The top choice.")
     ranking: list[RankedLLM]
     request_id: str = Field(description="Names this decision in /v1/feedback (while the server remembers it).")
+    explanation: dict[str, Any] | None = Field(
+        default=None,
+        description="With `explain`: each ranked LLM's utility as quality + cost + affinity, its effect logit as "
+        "the sum of its evidence terms (neighbours, same_task_neighbours, task, user, overall, residual) and any "
+        "probe shift, the matched task and its trust, and the most similar past queries with their outcomes.",
+    )
 
 
 class BatchRouteRequest(_Body):
@@ -118,6 +127,31 @@ class UserPublic(BaseModel):
     alpha: float
     n_choices: int
     affinity: dict[str, float]
+
+
+class UserSummary(BaseModel):
+    user_id: str
+    interactions: int
+    alpha: float
+    n_choices: int
+    affinity: dict[str, float]
+
+
+class TrafficLLM(BaseModel):
+    llm: str
+    routes: int
+    share: float
+    predicted_effect: float | None
+    predicted_spend: float = Field(description="Sum of the predicted USD cost of the routes.")
+    outcomes: int = Field(description="Outcomes reported through /v1/feedback in the window.")
+    observed_effect: float | None
+    reported_spend: float | None
+
+
+class TrafficResponse(BaseModel):
+    window: str
+    routes: int
+    llms: list[TrafficLLM]
 
 
 class Health(BaseModel):
