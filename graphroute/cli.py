@@ -185,6 +185,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from graphroute import Router
+
+    router = Router.load(args.run_dir)
+    explanation = router.explain(args.query, user_id=args.user, task=args.task, alpha=args.alpha, k=args.k)
+    print(json.dumps(explanation.to_dict(), indent=2) if args.json else explanation.table())
+    return 0
+
+
 def cmd_export_graph(args: argparse.Namespace) -> int:
     import networkx as nx
 
@@ -318,6 +327,16 @@ def _positive(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (value {text!r})")
+    return value
+
+
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] (value {text!r})")
     return value
 
 
@@ -471,6 +490,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="Where the best config goes, for `graphroute train --config` (default training/configs/best.yaml).",
     )
     p.set_defaults(func=cmd_tune)
+
+    p = command(
+        "explain",
+        "Why a saved router ranks the LLMs as it does for one query.",
+        "Each LLM's utility as quality + cost + the user's affinity, its effect logit split into the evidence it "
+        "came from (similar past queries, same-task neighbours, the task, the user, overall, residual), the task "
+        "the query was matched to, and the most similar past queries with their logged outcomes.",
+    )
+    _add_run_dir(p)
+    p.add_argument("query", metavar="QUERY", help="The query to route.")
+    p.add_argument("--user", help="Who asks (unknown or absent: cold start).")
+    p.add_argument("--task", help="Task label (absent: inferred from the query).")
+    p.add_argument("--alpha", type=_unit, help="Trade-off in [0, 1] (absent: the user's own).")
+    p.add_argument("--k", type=_positive, help="Show only the k best LLMs (default: all).")
+    p.add_argument("--json", action="store_true", help="Print the explanation as JSON instead of a table.")
+    p.set_defaults(func=cmd_explain)
 
     p = command(
         "export-graph",

@@ -152,7 +152,7 @@ def test_train_eval_export_and_corrupt_router(files: Path, tmp_path: Path) -> No
     assert_clean_error(cli("eval", run, files / "test.jsonl"), str(run), "cannot load")
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "bench", "export-graph", "demo", "serve", "tune"])
+@pytest.mark.parametrize("command", ["train", "eval", "bench", "explain", "export-graph", "demo", "serve", "tune"])
 def test_every_option_has_help(command: str) -> None:
     from graphroute.cli import build_parser
 
@@ -261,3 +261,19 @@ def test_bench_without_data_root_says_where_to_point(
     assert_clean_error(result, "--data-root", "GRAPHROUTE_DATA")
     result = in_process(capsys, "bench", "routing", "--data-root", tmp_path, "--out", tmp_path)
     assert_clean_error(result, "llmrouter-9llm", "not found", str(tmp_path))
+
+
+def test_explain_prints_a_table_or_json(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    query = "Solve for x: 3x + 1 = 10."
+    result = in_process(capsys, "explain", trained, query, "--user", "user001")
+    assert result.returncode == 0, result.stderr
+    assert f"query: {query}" in result.stdout and "user: user001" in result.stdout
+    assert "neighbours" in result.stdout and "most similar past queries" in result.stdout
+    result = in_process(capsys, "explain", trained, query, "--alpha", "0.2", "--k", "2", "--json")
+    explanation = json.loads(result.stdout)
+    assert explanation["alpha"] == 0.2 and len(explanation["ranking"]) == 2
+    for r in explanation["ranking"]:
+        assert r["quality"] + r["cost"] + r["affinity"] == pytest.approx(r["utility"], abs=1e-9)
+        assert sum(r["effect_terms"].values()) == pytest.approx(r["effect_logit"], abs=1e-5)
+    assert_clean_error(in_process(capsys, "explain", trained, query, "--alpha", "2"), "--alpha", "[0, 1]")
+    assert_clean_error(in_process(capsys, "explain", trained, " "), "query", "empty")
