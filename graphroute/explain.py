@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import pandas as pd
+
 # the logit terms of the GNN's effect, in the order they are shown
 EFFECT_TERMS = ("neighbours", "same_task_neighbours", "task", "user", "overall", "residual")
 NEIGHBOURS_SHOWN = 5
@@ -63,6 +65,25 @@ class Explanation:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def frame(self) -> pd.DataFrame:
+        """The ranking as a table, one row per LLM (rank order): utility and its terms, effect, cost and, where the
+        router splits it, the effect logit's terms (for notebooks and plots)."""
+        rows = []
+        for r in self.ranking:
+            row: dict[str, object] = {
+                "llm": r.llm,
+                "utility": r.utility,
+                "quality": r.quality,
+                "cost": r.cost,
+                "affinity": r.affinity,
+                "effect": r.effect,
+                "cost_usd": r.cost_usd,
+            }
+            if r.effect_terms is not None:
+                row.update(effect_logit=r.effect_logit, **r.effect_terms, probe_shift=r.probe_shift)
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("llm")
 
     def table(self) -> str:
         """A plain-text report: the ranking with its utility and effect terms, then the neighbours."""
