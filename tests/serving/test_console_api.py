@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
+from serving.app import create_app
+from serving.settings import ServeSettings
 from tests.serving.conftest import KEY
 
 WRITE = {"Authorization": f"Bearer {KEY}"}
@@ -59,3 +63,16 @@ def test_console_page_and_assets_ship_with_the_package(client: TestClient) -> No
         assert asset.status_code == 200 and kind in asset.headers["content-type"] and len(asset.text) > 500
     assert client.get("/console/assets/../app.py").status_code == 404
     assert client.get("/console/assets/index.htm").status_code == 404
+
+
+def test_console_views_follow_the_read_key(run_dir: Path, tmp_path: Path) -> None:
+    settings = ServeSettings(
+        router_dir=run_dir, api_key=KEY, read_api_key="reader", store_url=str(tmp_path / "store.sqlite")
+    )
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/console").status_code == 200  # the page itself asks for the key
+        for path in ("/v1/traffic", "/v1/users", "/v1/llms"):
+            assert c.get(path).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer reader"}).status_code == 200
+        reader = {"Authorization": "Bearer reader"}
+        assert c.post("/v1/llms/tiny-fast/disable", headers=reader).status_code == 403  # writes need the write key
