@@ -125,6 +125,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     needed = {
         "routing": args.datasets,
         "held-out-tasks": args.datasets,
+        "new-llm": ["llmrouter-9llm", *args.datasets],
         "service": [],
         "scale": [],
         "embedding": [],
@@ -178,7 +179,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
 
         assert root is not None
-        results = run_new_llm(root, _config(args))
+        results = run_new_llm(root, _config(args), args.datasets)
         print(format_new_llm(results))
         plot_new_llm(results, out / "new_llm_reward_vs_probes.png")
     print(dump_json(results, out / f"{args.protocol}.json"))

@@ -1,88 +1,176 @@
-"""P2 new LLM: hold each LLM out of training, onboard it from its description alone and with 10 and 50 probe
-outcomes, and compare with the router trained with it."""
+"""P2 new LLM: how much of what a new LLM brings does onboarding recover without retraining?
+
+Two protocols, both scored against the router trained with every LLM (``full``) and the router trained without the
+new ones (``without``): recovered = (onboarded − without) / (full − without), 0 when onboarding adds nothing and 1
+when it matches retraining. ``single`` holds out each LLM of llmrouter-9llm in turn; ``multi`` holds out a third of
+a catalog at once (stratified by mean effect on train, the best LLM always among them), per seed. Every router is
+scored on the same truth (the full router's catalog and cost scale), so routers with different catalogs compare
+query by query.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from graphroute import policy
 from graphroute import schema as s
+from graphroute.bench.routing import DATASETS
 from graphroute.config import RouterConfig
-from graphroute.data.adapters import load_llmrouter
-from graphroute.evaluation import evaluate
+from graphroute.costs import catalog_costs
+from graphroute.data.adapters import Benchmark
+from graphroute.data.tables import QueryBatch
+from graphroute.evaluation import test_tables, truth_of
+from graphroute.metrics import REPORT_ALPHAS, SWEEP_ALPHAS, Truth, aiq, score_choices
 from graphroute.router import Router
+from graphroute.schema import LLMProfile
 
 logger = logging.getLogger(__name__)
 PROBES = (0, 10, 50)
-DRAWS = 5  # random probe sets per n > 0
+DRAWS = 5  # random probe sets per n > 0 in the single-LLM protocol
+SEEDS = (0, 1, 2)
+MIN_GAP = 1e-3  # below this reward gap between full and without, recovery is not defined (nothing to recover)
+N_BOOT = 2000
 
 
-def _score(router: Router, test: object, llm: str | None = None) -> dict[str, float]:
-    """Reward, AIQ, and with ``llm`` the share of test queries sent to it at alpha 0.5 (0 when it is not in the
-    router: a high reward with a share near 0 means the router did well by leaving the new LLM out)."""
-    sc = evaluate({"r": router}, test).scores["r"]  # type: ignore[arg-type]
-    out = {"reward@0.5": round(sc.reward[0.5], 4), "reward@1.0": round(sc.reward[1.0], 4), "aiq": round(sc.aiq, 4)}
-    if llm is not None:
-        chosen = sc.choice[0.5] == router.state.llm_names.index(llm) if llm in router.state.llm_names else np.zeros(1)
-        out["share@0.5"] = round(float(np.mean(chosen)), 3)
+@dataclass
+class Scorer:
+    """One test set laid out on the full router's catalog: any router's choices scored on the same truth."""
+
+    names: list[str]
+    batch: QueryBatch
+    truth: Truth
+    max_cost: float
+
+    @classmethod
+    def of(cls, full: Router, test: pd.DataFrame) -> Scorer:
+        tables = test_tables(full, test)
+        truth = truth_of(full, tables)
+        return cls(full.state.llm_names, tables.queries, truth, float(np.nanmean(truth.cost, axis=0).max()))
+
+    def score(self, router: Router, new: Sequence[str] = ()) -> dict[str, Any]:
+        """Rewards (and per-query reward at 0.5), AIQ, and the share of queries sent to the ``new`` LLMs."""
+        choices = self._choices(router)
+        sc = score_choices("r", self.truth, choices)
+        sc.aiq = aiq(sc.points, self.max_cost)
+        mask = np.isin(np.array(self.names), list(new))
+        return {
+            "reward@0.5": sc.reward[0.5],
+            "reward@1.0": sc.reward[1.0],
+            "aiq": sc.aiq,
+            "share_new@0.5": float(mask[sc.choice[0.5]].mean()),
+            "per_query@0.5": sc.per_query[0.5],
+        }
+
+    def oracle_share(self, new: Sequence[str]) -> float:
+        mask = np.isin(np.array(self.names), list(new))
+        return float(mask[self.truth.oracle_choice(0.5)].mean())
+
+    def _choices(self, router: Router) -> dict[float, np.ndarray]:
+        """The router's pick at each alpha by its own utilities, among the LLMs it knows and the test observed."""
+        own = router.state.llm_names
+        b = self.batch
+        batch = QueryBatch(b.texts, b.tasks, b.user_ids, b.emb, b.tokens, catalog_costs(b.tokens, router.state.llms))
+        effect, cost = router.predict_outcomes(batch)
+        norm = router.state.cost_scaler.transform(cost, batch.tasks)
+        cols = [self.names.index(n) for n in own]
+        e, c = np.zeros((len(b), len(self.names))), np.zeros((len(b), len(self.names)))
+        e[:, cols], c[:, cols] = effect, norm
+        known = np.isin(np.array(self.names), own)
+        allowed = self.truth.observed & known[None, :]
+        alphas = sorted(set(REPORT_ALPHAS) | set(SWEEP_ALPHAS))
+        return {a: policy.choose(policy.utilities(e, c, a), allowed) for a in alphas}
+
+
+def recovery(onboarded: dict[str, Any], without: dict[str, Any], full: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Recovered share of the full router's gain over ``without`` at alpha 0.5 (with a paired-bootstrap interval
+    over test queries) and in AIQ; None where full and without are level (nothing to recover)."""
+    on, wo, fu = (x["per_query@0.5"] for x in (onboarded, without, full))
+    gap = fu.mean() - wo.mean()
+    out: dict[str, Any] = {"recovered@0.5": None, "recovered@0.5_ci": None, "recovered_aiq": None}
+    if gap > MIN_GAP:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, len(on), size=(N_BOOT, len(on)))
+        ratios = (on[idx].mean(1) - wo[idx].mean(1)) / np.maximum(fu[idx].mean(1) - wo[idx].mean(1), 1e-9)
+        out["recovered@0.5"] = round(float((on.mean() - wo.mean()) / gap), 3)
+        out["recovered@0.5_ci"] = [round(float(np.quantile(ratios, q)), 3) for q in (0.025, 0.975)]
+    aiq_gap = full["aiq"] - without["aiq"]
+    if aiq_gap > MIN_GAP:
+        out["recovered_aiq"] = round(float((onboarded["aiq"] - without["aiq"]) / aiq_gap), 3)
     return out
 
 
-def run_new_llm(
-    data_root: Path,
-    config: RouterConfig,
-    held_out: Sequence[str] | None = None,
-    probes: Sequence[int] = PROBES,
-    seed: int = 0,
-    draws: int = DRAWS,
-) -> dict[str, Any]:
-    """Per held-out LLM: reward@0.5 and AIQ after onboarding with n probes, as % of the router trained with it.
+def _public(score: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(float(v), 4) for k, v in score.items() if k != "per_query@0.5"}
 
-    Which ten queries are probed moves a result by several points, so each n > 0 is scored over ``draws``
-    independent random probe sets (seeded per LLM and draw); rows give their mean and range.
-    """
-    bench = load_llmrouter(data_root / "llmrouter-9llm")
-    test = bench.tests["test"]
-    trained = Router(config).fit(bench.train, bench.llms)
-    reference = _score(trained, test)
-    rows: list[dict[str, Any]] = []
-    names = [m.name for m in bench.llms]
-    for llm in held_out or names:
-        profile = next(m for m in bench.llms if m.name == llm)
-        others = [m for m in bench.llms if m.name != llm]
-        router = Router(config).fit(bench.train[bench.train[s.LLM] != llm], others)
-        truth = bench.train[bench.train[s.LLM] == llm].set_index(s.QUERY)[s.EFFECT]
-        known = [q for q in router.state.tables.queries.texts if q in truth.index]
+
+def _onboard(
+    without_dir: Path, profiles: Sequence[LLMProfile], train: pd.DataFrame, n: int, rng: np.random.Generator
+) -> Router:
+    """The router trained without ``profiles``, each onboarded with ``n`` probes drawn from its train outcomes."""
+    router = Router.load(without_dir)
+    known = set(router.state.tables.queries.texts)
+    for profile in profiles:
+        truth = train[train[s.LLM] == profile.name].groupby(s.QUERY)[s.EFFECT].mean()
+        pool = sorted(q for q in truth.index if q in known)
+        picked = rng.choice(pool, size=min(n, len(pool)), replace=False).tolist() if n else []
+        router.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
+    return router
+
+
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of each number over runs (probe draws or seeds), with the range of recovered@0.5."""
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if isinstance(r[key], int | float) and r[key] is not None]
+        if values and not isinstance(runs[0][key], list):
+            out[key] = round(float(np.mean(values)), 4)
+    rec = [r["recovered@0.5"] for r in runs if r.get("recovered@0.5") is not None]
+    if rec:
+        out["recovered@0.5_range"] = [round(min(rec), 3), round(max(rec), 3)]
+    if len(runs) == 1 and runs[0].get("recovered@0.5_ci"):
+        out["recovered@0.5_ci"] = runs[0]["recovered@0.5_ci"]
+    out["runs"] = len(runs)
+    return out
+
+
+def run_single(
+    bench: Benchmark, config: RouterConfig, probes: Sequence[int] = PROBES, seed: int = 0, draws: int = DRAWS
+) -> dict[str, Any]:
+    """Each LLM held out of training in turn, onboarded with n probes (``draws`` random probe sets per n > 0)."""
+    test = next(iter(bench.tests.values()))
+    full = Router(config).fit(bench.train, bench.llms)
+    scorer = Scorer.of(full, test)
+    rows = []
+    for i, profile in enumerate(bench.llms):
+        others = [m for m in bench.llms if m.name != profile.name]
+        without = Router(config).fit(bench.train[bench.train[s.LLM] != profile.name], others)
+        base = {"full": scorer.score(full, [profile.name]), "without": scorer.score(without, [profile.name])}
+        row: dict[str, Any] = {
+            "llm": profile.name,
+            **{k: _public(v) for k, v in base.items()},
+            "oracle_share_new@0.5": scorer.oracle_share([profile.name]),
+        }
         with tempfile.TemporaryDirectory() as tmp:
-            router.save(Path(tmp) / "without")
-            row: dict[str, Any] = {
-                "llm": llm,
-                "without_it": _score(router, test[test[s.LLM] != llm], llm),
-                "share@0.5_trained_with_it": _score(trained, test, llm)["share@0.5"],
-            }
+            without.save(Path(tmp) / "without")
             for n in probes:
                 runs = []
                 for draw in range(draws if n else 1):
-                    rng = np.random.default_rng([seed, names.index(llm), n, draw])
-                    onboarded = Router.load(Path(tmp) / "without")
-                    picked = rng.choice(known, size=n, replace=False).tolist() if n else []
-                    onboarded.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
-                    runs.append(_score(onboarded, test, llm))
-                pct = [r["reward@0.5"] / reference["reward@0.5"] * 100 for r in runs]
-                row[f"probes={n}"] = {
-                    **{k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]},
-                    "pct_reward@0.5": round(float(np.mean(pct)), 1),
-                    "pct_reward@0.5_range": [round(min(pct), 1), round(max(pct), 1)],
-                    "pct_aiq": round(float(np.mean([r["aiq"] for r in runs])) / reference["aiq"] * 100, 1),
-                    "draws": len(runs),
-                }
-            logger.info("%s: %s", llm, row)
-            rows.append(row)
+                    rng = np.random.default_rng([seed, i, n, draw])
+                    router = _onboard(Path(tmp) / "without", [profile], bench.train, n, rng)
+                    onboarded = scorer.score(router, [profile.name])
+                    pct = 100 * onboarded["reward@0.5"] / base["full"]["reward@0.5"]
+                    runs.append({**_public(onboarded), "pct_reward@0.5": pct, **recovery(onboarded, **base)})
+                row[f"probes={n}"] = _summarise(runs)
+        logger.info("%s: %s", profile.name, row)
+        rows.append(row)
     summary = {
         f"probes={n}": {
             "mean_pct_reward@0.5": round(float(np.mean([r[f"probes={n}"]["pct_reward@0.5"] for r in rows])), 1),
@@ -90,42 +178,127 @@ def run_new_llm(
         }
         for n in probes
     }
-    return {"reference_trained_with_all": reference, "per_llm": rows, "summary": summary}
+    return {"full": _public(scorer.score(full)), "per_llm": rows, "summary": summary}
+
+
+def held_out_set(train: pd.DataFrame, llms: Sequence[LLMProfile], seed: int) -> list[str]:
+    """A third of the catalog (rounded, at least 1): the LLM with the best mean train effect, and one drawn from
+    each of the equal strata of the others by mean effect."""
+    means = train.groupby(s.LLM)[s.EFFECT].mean().reindex([m.name for m in llms]).fillna(0.0)
+    ranked = means.sort_values(ascending=False, kind="stable").index.tolist()
+    count = max(1, round(len(ranked) / 3))
+    rng = np.random.default_rng(seed)
+    strata = np.array_split(np.array(ranked[1:], dtype=object), count - 1) if count > 1 else []
+    return [ranked[0], *(str(rng.choice(stratum)) for stratum in strata if len(stratum))]
+
+
+def run_multi(
+    bench: Benchmark, config: RouterConfig, seeds: Sequence[int] = SEEDS, probes: Sequence[int] = PROBES
+) -> dict[str, Any]:
+    """Per seed: a third of the catalog held out at once and onboarded together with n probes each."""
+    test = next(iter(bench.tests.values()))
+    full = Router(config).fit(bench.train, bench.llms)
+    scorer = Scorer.of(full, test)
+    per_seed = []
+    for seed in seeds:
+        held = held_out_set(bench.train, bench.llms, seed)
+        profiles = [m for m in bench.llms if m.name in held]
+        others = [m for m in bench.llms if m.name not in held]
+        without = Router(config).fit(bench.train[~bench.train[s.LLM].isin(held)], others)
+        base = {"full": scorer.score(full, held), "without": scorer.score(without, held)}
+        row: dict[str, Any] = {
+            "seed": seed,
+            "held_out": held,
+            **{k: _public(v) for k, v in base.items()},
+            "oracle_share_new@0.5": scorer.oracle_share(held),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            without.save(Path(tmp) / "without")
+            for n in probes:
+                rng = np.random.default_rng([seed, n])
+                onboarded = scorer.score(_onboard(Path(tmp) / "without", profiles, bench.train, n, rng), held)
+                row[f"probes={n}"] = {**_public(onboarded), **recovery(onboarded, **base, seed=seed)}
+        logger.info("seed %d: %s", seed, row)
+        per_seed.append(row)
+    keys = ["full", "without", *(f"probes={n}" for n in probes)]
+    summary = {k: _summarise([r[k] for r in per_seed]) for k in keys}
+    rec = [summary[f"probes={n}"].get("recovered@0.5") for n in probes]
+    summary["recovery_non_decreasing"] = all(
+        a is not None and b is not None and b >= a - 1e-9 for a, b in zip(rec, rec[1:], strict=False)
+    )
+    return {"per_seed": per_seed, "summary": summary}
+
+
+def run_new_llm(
+    data_root: Path, config: RouterConfig, datasets: Sequence[str] = tuple(DATASETS), seeds: Sequence[int] = SEEDS
+) -> dict[str, Any]:
+    """Both protocols: ``single`` on llmrouter-9llm, ``multi`` on each of ``datasets``."""
+    out: dict[str, Any] = {"single": run_single(DATASETS["llmrouter-9llm"](data_root / "llmrouter-9llm"), config)}
+    out["multi"] = {name: run_multi(DATASETS[name](data_root / name), config, seeds) for name in datasets}
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
 
 
 def format_new_llm(results: dict[str, Any]) -> str:
-    """One row per held-out LLM: % of the reference reward@0.5 per number of probes."""
+    """The single-LLM table (reward as % of full, recovered, share of routes) and one multi-LLM table per set."""
     from graphroute.bench.report import format_table
 
     rows = []
-    for row in results["per_llm"]:
-        rows.append(
-            {
-                "held-out LLM": row["llm"],
-                "without it (reward@0.5)": row["without_it"]["reward@0.5"],
-                **{f"{k} % (mean of draws)": v["pct_reward@0.5"] for k, v in row.items() if k.startswith("probes")},
-                "share@0.5 trained with it": row["share@0.5_trained_with_it"],
-                **{f"share@0.5 {k}": v["share@0.5"] for k, v in row.items() if k.startswith("probes")},
-            }
+    for row in results["single"]["per_llm"]:
+        out: dict[str, Any] = {"held-out LLM": row["llm"], "without %": _pct_of(row["without"], row["full"])}
+        for k in (k for k in row if k.startswith("probes")):
+            out[f"{k} %"] = round(row[k]["pct_reward@0.5"], 1)
+            out[f"{k} recovered"] = _pct(row[k].get("recovered@0.5"))
+        out["share full/desc/10/50"] = " / ".join(
+            f"{v:.2f}"
+            for v in [row["full"]["share_new@0.5"], *(row[k]["share_new@0.5"] for k in row if k.startswith("probes"))]
         )
-    ref = results["reference_trained_with_all"]
-    return f"reference reward@0.5 {ref['reward@0.5']}, AIQ {ref['aiq']}\n{format_table(rows)}"
+        rows.append(out)
+    text = ["single LLM held out (llmrouter-9llm): reward@0.5 as % of full, recovered@0.5", format_table(rows)]
+    for name, res in results["multi"].items():
+        summary = res["summary"]
+        lines = []
+        for key in [k for k in summary if k not in ("recovery_non_decreasing",)]:
+            s_ = summary[key]
+            lines.append(
+                {
+                    "router": key,
+                    "reward@0.5": s_.get("reward@0.5"),
+                    "aiq": s_.get("aiq"),
+                    "recovered@0.5": _pct(s_.get("recovered@0.5")),
+                    "range over seeds": s_.get("recovered@0.5_range", "–"),
+                    "recovered AIQ": _pct(s_.get("recovered_aiq")),
+                    "share to new@0.5": s_.get("share_new@0.5"),
+                }
+            )
+        oracle = np.mean([r["oracle_share_new@0.5"] for r in res["per_seed"]])
+        held = "; ".join(", ".join(r["held_out"]) for r in res["per_seed"])
+        text += [f"\n{name}: a third held out (seeds: {held}); oracle share to new {oracle:.2f}", format_table(lines)]
+    return "\n".join(text)
+
+
+def _pct_of(score: dict[str, Any], full: dict[str, Any]) -> float:
+    return round(100 * score["reward@0.5"] / full["reward@0.5"], 1)
 
 
 def plot_new_llm(results: dict[str, Any], path: Path) -> None:
-    """% of the reference reward@0.5 versus probes, one line per held-out LLM."""
+    """Recovered@0.5 versus probes: each held-out set (multi, per seed) and its mean."""
     from graphroute.bench.report import saved_figure
 
-    with saved_figure(path, legend_size=6) as ax:
-        for row in results["per_llm"]:
-            keys = [k for k in row if k.startswith("probes")]
-            ax.plot(
-                [int(k.split("=")[1]) for k in keys],
-                [row[k]["pct_reward@0.5"] for k in keys],
-                marker="o",
-                label=row["llm"][:22],
-                alpha=0.8,
-            )
-        ax.axhline(90, ls="--", color="k", lw=1)
-        ax.set_xlabel("probe outcomes given at onboarding")
-        ax.set_ylabel("reward@0.5, % of the router trained with it")
+    with saved_figure(path, legend_size=7) as ax:
+        for name, res in results["multi"].items():
+            keys = [k for k in res["summary"] if k.startswith("probes=")]
+            xs = [int(k.split("=")[1]) for k in keys]
+            for row in res["per_seed"]:
+                ax.plot(xs, [_nan(row[k]["recovered@0.5"]) for k in keys], color="grey", alpha=0.4, lw=1)
+            ax.plot(xs, [_nan(res["summary"][k].get("recovered@0.5")) for k in keys], marker="o", label=name)
+        ax.axhline(1.0, ls="--", color="k", lw=1)
+        ax.set_xlabel("probe outcomes per new LLM")
+        ax.set_ylabel("recovered@0.5 (share of the retrained gain)")
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)

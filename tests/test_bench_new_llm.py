@@ -1,0 +1,64 @@
+"""P2's measures: recovery is 0 for the router without the new LLMs and 1 for the retrained one; the held-out set
+is a stratified third with the best LLM; a small run on demo data scores every router on one truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphroute import LLMProfile, RouterConfig
+from graphroute.bench.new_llm import Scorer, held_out_set, recovery, run_multi
+from graphroute.data.adapters import Benchmark
+from graphroute.data.synthetic import make_demo_logs
+
+
+def score(per_query: np.ndarray, aiq: float) -> dict[str, object]:
+    return {"per_query@0.5": per_query, "aiq": aiq}
+
+
+def test_recovery_is_the_share_of_the_gap_closed() -> None:
+    rng = np.random.default_rng(0)
+    without = rng.random(300)
+    full = without + 0.2
+    half = without + 0.1
+    assert recovery(score(full, 0.8), score(without, 0.6), score(full, 0.8))["recovered@0.5"] == pytest.approx(1.0)
+    assert recovery(score(without, 0.6), score(without, 0.6), score(full, 0.8))["recovered@0.5"] == 0.0
+    middle = recovery(score(half, 0.7), score(without, 0.6), score(full, 0.8))
+    assert middle["recovered@0.5"] == pytest.approx(0.5) and middle["recovered_aiq"] == pytest.approx(0.5)
+    low, high = middle["recovered@0.5_ci"]
+    assert low <= 0.5 <= high
+    level = recovery(score(half, 0.7), score(full, 0.8), score(full, 0.8))  # nothing to recover: not defined
+    assert level["recovered@0.5"] is None and level["recovered_aiq"] is None
+
+
+def test_held_out_set_is_a_stratified_third_with_the_best() -> None:
+    llms = [LLMProfile(name=f"m{i}", description="d", input_price=1.0, output_price=1.0) for i in range(9)]
+    train = pd.DataFrame({"llm": [f"m{i}" for i in range(9)], "effect": np.linspace(0.1, 0.9, 9)})
+    for seed in range(5):
+        held = held_out_set(train, llms, seed)
+        assert len(held) == 3 and held[0] == "m8"  # the best by mean effect
+        rank = {f"m{i}": 8 - i for i in range(9)}  # 0 = best
+        assert rank[held[1]] in range(1, 5) and rank[held[2]] in range(5, 9)  # one per stratum of the others
+    assert len({tuple(held_out_set(train, llms, seed)) for seed in range(5)}) > 1
+
+
+@pytest.mark.slow
+def test_multi_protocol_on_demo_data(fast_config: RouterConfig) -> None:
+    logs, llms = make_demo_logs(n_queries=300, n_users=6, per_query=None, seed=0)
+    test = make_demo_logs(n_queries=80, n_users=6, per_query=None, seed=1)[0]
+    bench = Benchmark(logs, {"test": test}, llms)
+    result = run_multi(bench, fast_config, seeds=(0,), probes=(0, 10))
+    row = result["per_seed"][0]
+    assert row["without"]["share_new@0.5"] == 0.0  # it cannot route to LLMs it does not know
+    assert 0.0 < row["oracle_share_new@0.5"] <= 1.0
+    for key in ("probes=0", "probes=10"):
+        assert {"reward@0.5", "aiq", "share_new@0.5", "recovered@0.5"} <= set(row[key])
+    assert result["summary"]["full"]["runs"] == 1
+
+
+def test_scorer_maps_a_smaller_catalog_onto_the_full_one(fitted_router, dense_test: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    scorer = Scorer.of(fitted_router, dense_test)
+    full = scorer.score(fitted_router, ["tiny-fast"])
+    assert len(full["per_query@0.5"]) == len(dense_test.drop_duplicates("query"))
+    assert 0.0 <= full["share_new@0.5"] <= 1.0 and full["aiq"] > 0
