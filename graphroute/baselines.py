@@ -145,6 +145,51 @@ class KNNRouter(_CatalogCost):
         return self._knn(batch, self.k_), self._cost(batch)
 
 
+class RidgeRouter(_CatalogCost):
+    """A ridge regression per LLM from the query embedding to its effect (with an intercept), the strength chosen
+    per LLM on validation: the per-LLM linear readout every richer router should contain."""
+
+    candidate_l2 = (0.1, 1.0, 10.0, 100.0)
+
+    def _learn(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+        n_llms = len(self.state.llms)
+        y_train, y_val = train.outcome_matrix(n_llms), val.outcome_matrix(n_llms)
+        fill = _nanmean0(y_train, float(np.nanmean(train.frame[s.EFFECT])))
+        weights = []
+        for j in range(n_llms):
+            fits = {l2: _ridge(train.queries.emb, y_train[:, j], l2, fill[j]) for l2 in self.candidate_l2}
+            seen = ~np.isnan(y_val[:, j])
+            loss = {
+                l2: float(np.mean((_affine(val.queries.emb[seen], w) - y_val[seen, j]) ** 2)) if seen.any() else 0.0
+                for l2, w in fits.items()
+            }
+            best = min(loss, key=lambda l2: loss[l2])
+            both = train.concat(val)  # the chosen strength refitted on train and validation
+            weights.append(_ridge(both.queries.emb, both.outcome_matrix(n_llms)[:, j], best, fill[j]))
+        self.weights_ = np.stack(weights, axis=1)  # (D + 1, L)
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        return np.clip(_affine(batch.emb, self.weights_), 0.0, 1.0), self._cost(batch)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, l2: float, fill: float) -> np.ndarray:
+    """Weights (D + 1,) of a ridge fit on the rows where y is observed, the intercept unpenalised and centred;
+    with no rows, the constant ``fill``."""
+    seen = ~np.isnan(y)
+    if not seen.any():
+        return np.concatenate([np.zeros(x.shape[1]), [fill]])
+    xs, ys = x[seen].astype(float), y[seen]
+    mu_x, mu_y = xs.mean(axis=0), ys.mean()
+    xc = xs - mu_x
+    w = np.linalg.solve(xc.T @ xc + l2 * np.eye(x.shape[1]), xc.T @ (ys - mu_y))
+    return np.concatenate([w, [mu_y - mu_x @ w]])
+
+
+def _affine(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return x @ w[:-1] + w[-1]
+
+
 class TaskKNNRouter(KNNRouter):
     """kNN among training queries of the same task."""
 
@@ -241,6 +286,14 @@ class MLPRouter(_Learned):
         return nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, len(self.state.llms)))
 
 
+class LogRegRouter(_Learned):
+    """A logistic regression per LLM from the query embedding (masked BCE on the effect, early-stopped on
+    validation)."""
+
+    def _module(self, dim: int) -> nn.Module:
+        return nn.Linear(dim, len(self.state.llms))
+
+
 class _MF(nn.Module):
     def __init__(self, dim: int, n_llms: int, rank: int = 32) -> None:
         super().__init__()
@@ -286,6 +339,8 @@ ROUTERS: dict[str, type[BaseRouter[Any]]] = {
     "task-best": TaskBestRouter,
     "knn": KNNRouter,
     "knn-task": TaskKNNRouter,
+    "ridge": RidgeRouter,
+    "logreg": LogRegRouter,
     "mlp": MLPRouter,
     "mf": MFRouter,
     "graphrouter-onehot": OneHotRouter,

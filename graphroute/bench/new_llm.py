@@ -167,7 +167,8 @@ def run_single(
                     router = _onboard(Path(tmp) / "without", [profile], bench.train, n, rng)
                     onboarded = scorer.score(router, [profile.name])
                     pct = 100 * onboarded["reward@0.5"] / base["full"]["reward@0.5"]
-                    runs.append({**_public(onboarded), "pct_reward@0.5": pct, **recovery(onboarded, **base)})
+                    rec = recovery(onboarded, base["without"], base["full"])
+                    runs.append({**_public(onboarded), "pct_reward@0.5": pct, **rec})
                 row[f"probes={n}"] = _summarise(runs)
         logger.info("%s: %s", profile.name, row)
         rows.append(row)
@@ -217,14 +218,15 @@ def run_multi(
             for n in probes:
                 rng = np.random.default_rng([seed, n])
                 onboarded = scorer.score(_onboard(Path(tmp) / "without", profiles, bench.train, n, rng), held)
-                row[f"probes={n}"] = {**_public(onboarded), **recovery(onboarded, **base, seed=seed)}
+                rec = recovery(onboarded, base["without"], base["full"], seed=seed)
+                row[f"probes={n}"] = {**_public(onboarded), **rec}
         logger.info("seed %d: %s", seed, row)
         per_seed.append(row)
     keys = ["full", "without", *(f"probes={n}" for n in probes)]
-    summary = {k: _summarise([r[k] for r in per_seed]) for k in keys}
-    rec = [summary[f"probes={n}"].get("recovered@0.5") for n in probes]
+    summary: dict[str, Any] = {k: _summarise([r[k] for r in per_seed]) for k in keys}
+    by_probes = [summary[f"probes={n}"].get("recovered@0.5") for n in probes]
     summary["recovery_non_decreasing"] = all(
-        a is not None and b is not None and b >= a - 1e-9 for a, b in zip(rec, rec[1:], strict=False)
+        a is not None and b is not None and b >= a - 1e-9 for a, b in zip(by_probes, by_probes[1:], strict=False)
     )
     return {"per_seed": per_seed, "summary": summary}
 
