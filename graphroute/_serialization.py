@@ -18,6 +18,7 @@ from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.errors import CorruptRouterError
 from graphroute.events import EventCursor
 from graphroute.graph.builder import similarity_lists
+from graphroute.prior import TaskPrior
 from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.state import GNNState, NodeFeatures
@@ -69,6 +70,7 @@ def save_state(state: GNNState, config: RouterConfig, path: Path) -> None:
         "users": state.user_ids,
         "enabled": state.enabled.tolist(),
         "probe_maps": {name: m.to_dict() for name, m in state.probe_maps.items()},
+        "task_priors": {name: p.to_dict() for name, p in state.task_priors.items()},
         "events": state.events_cursor.to_dict() if state.events_cursor else None,
     }
     (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
@@ -202,6 +204,7 @@ def _load(path: Path) -> tuple[RouterConfig, GNNState]:
         graph=graph,
         user_prefs={u: UserPreference.from_dict(p) for u, p in users.items()},
         probe_maps={name: ProbeMap.from_dict(m) for name, m in vocab.get("probe_maps", {}).items()},
+        task_priors={name: TaskPrior.from_dict(p) for name, p in vocab.get("task_priors", {}).items()},
         events_cursor=EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None,
         # the saved lists, not a new search: queries appended since fit keep theirs
         neighbor_lists=similarity_lists(graph),

@@ -81,6 +81,15 @@ class TrainConfig(_Strict):
     )
 
 
+class OnboardingConfig(_Strict):
+    prior: Literal["description", "average"] = Field(
+        default="average",
+        description="What a new LLM's effect per task starts from. 'average': the known LLMs' average (its "
+        "description reaches the GNN only as node features); 'description': the known LLMs' task means weighted by "
+        "how alike their descriptions are, the weighting chosen by leave-one-LLM-out (graphroute.prior).",
+    )
+
+
 class PolicyConfig(_Strict):
     alpha: float = Field(default=0.5, ge=0, le=1, description="Default trade-off: alpha*effect - (1-alpha)*cost.")
 
@@ -98,6 +107,7 @@ class RouterConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    onboarding: OnboardingConfig = Field(default_factory=OnboardingConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RouterConfig:

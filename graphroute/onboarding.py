@@ -202,6 +202,7 @@ def remove_llm(state: GNNState, name: str, k_neighbors: int) -> None:
     for pref in state.user_prefs.values():
         pref.affinity = pref.affinity[keep]
     state.probe_maps.pop(name, None)  # other maps skip the removed LLM when applied
+    state.task_priors.pop(name, None)
     t = state.tables
     t.queries.base_cost = t.queries.base_cost[:, keep]
     frame = t.frame[t.frame["l"] != j]

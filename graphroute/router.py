@@ -27,6 +27,7 @@ from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
 from graphroute.onboarding import FeedbackQueue
+from graphroute.prior import fit_task_prior
 from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap
 from graphroute.schema import Interaction, LLMProfile
 from graphroute.state import FittedState, GNNState, NodeFeatures, attach_batch, reference_graph
@@ -219,6 +220,10 @@ class Router(BaseRouter[GNNState]):
         names = st.llm_names
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, names, names.index(name))
+        if st.task_priors:
+            task = st.task_index(batch.tasks, batch.emb)
+            for name, prior in st.task_priors.items():
+                prior.apply(effect, task, names.index(name))
         return effect, np.concatenate(costs).astype(float)
 
     def _query_inputs(self, batch: QueryBatch) -> QueryInputs:
@@ -406,9 +411,52 @@ class Router(BaseRouter[GNNState]):
         self.fold()  # probes may name queries that arrived as feedback
         new = self.check_llm(profile, probes)
         rows = onboarding.probe_rows(st, new, probes) if probes is not None else None
-        onboarding.add_llm(st, new, rows, self.config.graph.k_neighbors)
-        self._borrow_from_others(new.name, rows[rows[s.EFFECT].notna()] if rows is not None else None)
+        k = self.config.graph.k_neighbors
+        onboarding.add_llm(st, new, None, k)  # from its description alone first: what its prior shifts
+        sample = self._reference_sample()
+        effect = self.predict_outcomes(sample)[0]
+        if self.config.onboarding.prior == "description":
+            self._fit_prior(new.name, sample, effect, rows)
+        if rows is not None:
+            st.add_rows(rows)
+            st.refresh_graph(k)
+        self._borrow_from_others(new.name, rows[rows[s.EFFECT].notna()] if rows is not None else None, effect)
         return self
+
+    def _reference_sample(self) -> QueryBatch:
+        """A seeded sample of the reference queries (up to ``AVERAGE_SAMPLE``): where onboarding measures levels."""
+        queries = self.state.tables.queries
+        rng = np.random.default_rng(self.config.train.seed)
+        return queries.take(np.sort(rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)))
+
+    def _fit_prior(self, name: str, sample: QueryBatch, effect: np.ndarray, rows: pd.DataFrame | None) -> None:
+        """The new LLM's ``TaskPrior`` from the known LLMs' task means and descriptions (``graphroute.prior``)."""
+        st = self.state
+        j, n_tasks = st.llm_position(name), len(st.task_names)
+        known = [i for i in range(len(st.llms)) if i != j]
+        q = st.tables.queries
+        frame = st.tables.frame
+        task_of_query = st.task_index(q.tasks, q.emb)
+        sums = np.zeros((len(st.llms), n_tasks))
+        counts = np.zeros((len(st.llms), n_tasks))
+        rated = frame[frame[s.EFFECT].notna()]
+        np.add.at(sums, (rated["l"].to_numpy(), task_of_query[rated["q"].to_numpy()]), rated[s.EFFECT].to_numpy())
+        np.add.at(counts, (rated["l"].to_numpy(), task_of_query[rated["q"].to_numpy()]), 1.0)
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        desc = st.features.llm_x[:, : st.encoder.dim].astype(float)
+        desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+        sample_task = st.task_index(sample.tasks, sample.emb)
+        level = np.array(
+            [effect[sample_task == t, j].mean() if (sample_task == t).any() else np.nan for t in range(n_tasks)]
+        )
+        level = np.where(np.isnan(level), np.nanmean(effect[:, j]), level)
+        probes = np.zeros(n_tasks)
+        if rows is not None:
+            index = {t: i for i, t in enumerate(st.task_names)}
+            for task in rows.loc[rows[s.EFFECT].notna(), s.TASK]:
+                if task in index:
+                    probes[index[task]] += 1
+        st.task_priors[name] = fit_task_prior(desc[known], means[known], desc[j], level, probes)
 
     def check_llm(
         self, profile: LLMProfile | dict[str, object], probes: pd.DataFrame | Sequence[dict[str, object]] | None = None
@@ -417,18 +465,16 @@ class Router(BaseRouter[GNNState]):
         catalog, probes on queries the router does not know or with an effect outside [0, 1]."""
         return onboarding.check_llm(self.state, self.feedback, profile, probes)
 
-    def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame | None) -> None:
+    def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame | None, sample_effect: np.ndarray) -> None:
         """Fit the new LLM's ``ProbeMap``: its probe outcomes against the other LLMs' predicted effects on the
-        same queries, or with fewer than ``MIN_PROBES`` the others' average shape (see graphroute.probes)."""
+        same queries, or with fewer than ``MIN_PROBES`` the others' average shape (see graphroute.probes).
+        ``sample_effect``: every LLM's predicted effect on the reference sample (the others' centre)."""
         st = self.state
         others = [n for n in st.llm_names if n != name]
         if not others:
             return
         columns = [st.llm_position(n) for n in others]
-        queries = st.tables.queries
-        rng = np.random.default_rng(self.config.train.seed)
-        sample = rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)
-        reference = self.predict_outcomes(queries.take(np.sort(sample)))[0][:, columns]
+        reference = sample_effect[:, columns]
         if probe_rows is not None and len(probe_rows) >= MIN_PROBES:
             predicted, _ = self.predict_outcomes(probe_rows[s.QUERY].tolist())
             effect = probe_rows[s.EFFECT].to_numpy(dtype=float)

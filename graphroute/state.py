@@ -27,6 +27,7 @@ from graphroute.features import query_features, user_features
 from graphroute.graph.builder import attach_queries, build_graph
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.nn.model import RouterGNN
+from graphroute.prior import TaskPrior
 from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.users import UserPreference
@@ -204,6 +205,7 @@ class GNNState(FittedState):
     graph: HeteroData
     user_prefs: dict[str, UserPreference] = field(default_factory=dict)
     probe_maps: dict[str, ProbeMap] = field(default_factory=dict)
+    task_priors: dict[str, TaskPrior] = field(default_factory=dict)
     events_cursor: EventCursor | None = None
     # similarity lists of the reference queries, grown as queries are added (``neighbors``)
     neighbor_lists: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "state",
             "onboarding",
             "probes",
+            "prior",
             "inference",
             "replay",
             "_serialization",

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 PROBES = (0, 10, 50)
 DRAWS = 5  # random probe sets per n > 0 in the single-LLM protocol
 SEEDS = (0, 1, 2)
+PRIORS = ("average", "description")  # onboarding.prior, compared on the same trained routers
 MIN_GAP = 1e-3  # below this reward gap between full and without, recovery is not defined (nothing to recover)
 N_BOOT = 2000
 
@@ -112,10 +113,17 @@ def _public(score: dict[str, Any]) -> dict[str, Any]:
 
 
 def _onboard(
-    without_dir: Path, profiles: Sequence[LLMProfile], train: pd.DataFrame, n: int, rng: np.random.Generator
+    without_dir: Path,
+    profiles: Sequence[LLMProfile],
+    train: pd.DataFrame,
+    n: int,
+    rng: np.random.Generator,
+    prior: str,
 ) -> Router:
-    """The router trained without ``profiles``, each onboarded with ``n`` probes drawn from its train outcomes."""
+    """The router trained without ``profiles``, each onboarded with ``n`` probes drawn from its train outcomes and
+    the given ``onboarding.prior``."""
     router = Router.load(without_dir)
+    router.config = RouterConfig.model_validate({**router.config.model_dump(), "onboarding": {"prior": prior}})
     known = set(router.state.tables.queries.texts)
     for profile in profiles:
         truth = train[train[s.LLM] == profile.name].groupby(s.QUERY)[s.EFFECT].mean()
@@ -142,7 +150,12 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_single(
-    bench: Benchmark, config: RouterConfig, probes: Sequence[int] = PROBES, seed: int = 0, draws: int = DRAWS
+    bench: Benchmark,
+    config: RouterConfig,
+    probes: Sequence[int] = PROBES,
+    seed: int = 0,
+    draws: int = DRAWS,
+    priors: Sequence[str] = PRIORS,
 ) -> dict[str, Any]:
     """Each LLM held out of training in turn, onboarded with n probes (``draws`` random probe sets per n > 0)."""
     test = next(iter(bench.tests.values()))
@@ -160,24 +173,25 @@ def run_single(
         }
         with tempfile.TemporaryDirectory() as tmp:
             without.save(Path(tmp) / "without")
-            for n in probes:
-                runs = []
-                for draw in range(draws if n else 1):
-                    rng = np.random.default_rng([seed, i, n, draw])
-                    router = _onboard(Path(tmp) / "without", [profile], bench.train, n, rng)
-                    onboarded = scorer.score(router, [profile.name])
-                    pct = 100 * onboarded["reward@0.5"] / base["full"]["reward@0.5"]
-                    rec = recovery(onboarded, base["without"], base["full"])
-                    runs.append({**_public(onboarded), "pct_reward@0.5": pct, **rec})
-                row[f"probes={n}"] = _summarise(runs)
+            for prior in priors:
+                for n in probes:
+                    runs = []
+                    for draw in range(draws if n else 1):
+                        rng = np.random.default_rng([seed, i, n, draw])
+                        router = _onboard(Path(tmp) / "without", [profile], bench.train, n, rng, prior)
+                        onboarded = scorer.score(router, [profile.name])
+                        pct = 100 * onboarded["reward@0.5"] / base["full"]["reward@0.5"]
+                        rec = recovery(onboarded, base["without"], base["full"])
+                        runs.append({**_public(onboarded), "pct_reward@0.5": pct, **rec})
+                    row[f"{prior}:probes={n}"] = _summarise(runs)
         logger.info("%s: %s", profile.name, row)
         rows.append(row)
     summary = {
-        f"probes={n}": {
-            "mean_pct_reward@0.5": round(float(np.mean([r[f"probes={n}"]["pct_reward@0.5"] for r in rows])), 1),
-            "min_pct_reward@0.5": round(float(np.min([r[f"probes={n}"]["pct_reward@0.5"] for r in rows])), 1),
+        key: {
+            "mean_pct_reward@0.5": round(float(np.mean([r[key]["pct_reward@0.5"] for r in rows])), 1),
+            "min_pct_reward@0.5": round(float(np.min([r[key]["pct_reward@0.5"] for r in rows])), 1),
         }
-        for n in probes
+        for key in (f"{prior}:probes={n}" for prior in priors for n in probes)
     }
     return {"full": _public(scorer.score(full)), "per_llm": rows, "summary": summary}
 
@@ -194,7 +208,11 @@ def held_out_set(train: pd.DataFrame, llms: Sequence[LLMProfile], seed: int) -> 
 
 
 def run_multi(
-    bench: Benchmark, config: RouterConfig, seeds: Sequence[int] = SEEDS, probes: Sequence[int] = PROBES
+    bench: Benchmark,
+    config: RouterConfig,
+    seeds: Sequence[int] = SEEDS,
+    probes: Sequence[int] = PROBES,
+    priors: Sequence[str] = PRIORS,
 ) -> dict[str, Any]:
     """Per seed: a third of the catalog held out at once and onboarded together with n probes each."""
     test = next(iter(bench.tests.values()))
@@ -215,19 +233,22 @@ def run_multi(
         }
         with tempfile.TemporaryDirectory() as tmp:
             without.save(Path(tmp) / "without")
-            for n in probes:
-                rng = np.random.default_rng([seed, n])
-                onboarded = scorer.score(_onboard(Path(tmp) / "without", profiles, bench.train, n, rng), held)
-                rec = recovery(onboarded, base["without"], base["full"], seed=seed)
-                row[f"probes={n}"] = {**_public(onboarded), **rec}
+            for prior in priors:
+                for n in probes:
+                    rng = np.random.default_rng([seed, n])
+                    router = _onboard(Path(tmp) / "without", profiles, bench.train, n, rng, prior)
+                    onboarded = scorer.score(router, held)
+                    rec = recovery(onboarded, base["without"], base["full"], seed=seed)
+                    row[f"{prior}:probes={n}"] = {**_public(onboarded), **rec}
         logger.info("seed %d: %s", seed, row)
         per_seed.append(row)
-    keys = ["full", "without", *(f"probes={n}" for n in probes)]
+    keys = ["full", "without", *(f"{prior}:probes={n}" for prior in priors for n in probes)]
     summary: dict[str, Any] = {k: _summarise([r[k] for r in per_seed]) for k in keys}
-    by_probes = [summary[f"probes={n}"].get("recovered@0.5") for n in probes]
-    summary["recovery_non_decreasing"] = all(
-        a is not None and b is not None and b >= a - 1e-9 for a, b in zip(by_probes, by_probes[1:], strict=False)
-    )
+    for prior in priors:
+        by_probes = [summary[f"{prior}:probes={n}"].get("recovered@0.5") for n in probes]
+        summary[f"{prior}:recovery_non_decreasing"] = all(
+            a is not None and b is not None and b >= a - 1e-9 for a, b in zip(by_probes, by_probes[1:], strict=False)
+        )
     return {"per_seed": per_seed, "summary": summary}
 
 
@@ -251,19 +272,20 @@ def format_new_llm(results: dict[str, Any]) -> str:
     rows = []
     for row in results["single"]["per_llm"]:
         out: dict[str, Any] = {"held-out LLM": row["llm"], "without %": _pct_of(row["without"], row["full"])}
-        for k in (k for k in row if k.startswith("probes")):
-            out[f"{k} %"] = round(row[k]["pct_reward@0.5"], 1)
-            out[f"{k} recovered"] = _pct(row[k].get("recovered@0.5"))
-        out["share full/desc/10/50"] = " / ".join(
-            f"{v:.2f}"
-            for v in [row["full"]["share_new@0.5"], *(row[k]["share_new@0.5"] for k in row if k.startswith("probes"))]
+        for k in (k for k in row if ":probes=" in k):
+            short = k.replace("description", "desc").replace("average", "avg").replace(":probes=", " ")
+            out[f"{short} %"] = round(row[k]["pct_reward@0.5"], 1)
+            out[f"{short} rec"] = _pct(row[k].get("recovered@0.5"))
+        shares = [row["full"]["share_new@0.5"], *(row[k]["share_new@0.5"] for k in row if ":probes=" in k)]
+        out["share full/" + "/".join(k.split(":")[0][:4] + k.split("=")[1] for k in row if ":probes=" in k)] = " ".join(
+            f"{v:.2f}" for v in shares
         )
         rows.append(out)
     text = ["single LLM held out (llmrouter-9llm): reward@0.5 as % of full, recovered@0.5", format_table(rows)]
     for name, res in results["multi"].items():
         summary = res["summary"]
         lines = []
-        for key in [k for k in summary if k not in ("recovery_non_decreasing",)]:
+        for key in [k for k in summary if not k.endswith("recovery_non_decreasing")]:
             s_ = summary[key]
             lines.append(
                 {
@@ -292,11 +314,13 @@ def plot_new_llm(results: dict[str, Any], path: Path) -> None:
 
     with saved_figure(path, legend_size=7) as ax:
         for name, res in results["multi"].items():
-            keys = [k for k in res["summary"] if k.startswith("probes=")]
-            xs = [int(k.split("=")[1]) for k in keys]
-            for row in res["per_seed"]:
-                ax.plot(xs, [_nan(row[k]["recovered@0.5"]) for k in keys], color="grey", alpha=0.4, lw=1)
-            ax.plot(xs, [_nan(res["summary"][k].get("recovered@0.5")) for k in keys], marker="o", label=name)
+            for prior, style in zip(PRIORS, ("--", "-"), strict=True):
+                keys = [k for k in res["summary"] if k.startswith(f"{prior}:probes=")]
+                xs = [int(k.split("=")[1]) for k in keys]
+                for row in res["per_seed"]:
+                    ax.plot(xs, [_nan(row[k]["recovered@0.5"]) for k in keys], ls=style, color="grey", alpha=0.3, lw=1)
+                means = [_nan(res["summary"][k].get("recovered@0.5")) for k in keys]
+                ax.plot(xs, means, marker="o", ls=style, label=f"{name}, prior: {prior}")
         ax.axhline(1.0, ls="--", color="k", lw=1)
         ax.set_xlabel("probe outcomes per new LLM")
         ax.set_ylabel("recovered@0.5 (share of the retrained gain)")
