@@ -413,10 +413,9 @@ class Router(BaseRouter[GNNState]):
         rows = onboarding.probe_rows(st, new, probes) if probes is not None else None
         k = self.config.graph.k_neighbors
         onboarding.add_llm(st, new, None, k)  # from its description alone first: what its prior shifts
-        sample = self._reference_sample()
-        effect = self.predict_outcomes(sample)[0]
         if self.config.onboarding.prior == "description":
-            self._fit_prior(new.name, sample, effect, rows)
+            self._fit_prior(new.name, rows)
+        effect = self.predict_outcomes(self._reference_sample())[0]
         if rows is not None:
             st.add_rows(rows)
             st.refresh_graph(k)
@@ -429,34 +428,27 @@ class Router(BaseRouter[GNNState]):
         rng = np.random.default_rng(self.config.train.seed)
         return queries.take(np.sort(rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)))
 
-    def _fit_prior(self, name: str, sample: QueryBatch, effect: np.ndarray, rows: pd.DataFrame | None) -> None:
+    def _fit_prior(self, name: str, rows: pd.DataFrame | None) -> None:
         """The new LLM's ``TaskPrior`` from the known LLMs' task means and descriptions (``graphroute.prior``)."""
         st = self.state
         j, n_tasks = st.llm_position(name), len(st.task_names)
         known = [i for i in range(len(st.llms)) if i != j]
         q = st.tables.queries
-        frame = st.tables.frame
-        task_of_query = st.task_index(q.tasks, q.emb)
-        sums = np.zeros((len(st.llms), n_tasks))
-        counts = np.zeros((len(st.llms), n_tasks))
-        rated = frame[frame[s.EFFECT].notna()]
-        np.add.at(sums, (rated["l"].to_numpy(), task_of_query[rated["q"].to_numpy()]), rated[s.EFFECT].to_numpy())
-        np.add.at(counts, (rated["l"].to_numpy(), task_of_query[rated["q"].to_numpy()]), 1.0)
+        rated = st.tables.frame[st.tables.frame[s.EFFECT].notna()]
+        cells = (rated["l"].to_numpy(), st.task_index(q.tasks, q.emb)[rated["q"].to_numpy()])
+        sums, counts = np.zeros((len(st.llms), n_tasks)), np.zeros((len(st.llms), n_tasks))
+        np.add.at(sums, cells, rated[s.EFFECT].to_numpy())
+        np.add.at(counts, cells, 1.0)
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         desc = st.features.llm_x[:, : st.encoder.dim].astype(float)
         desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
-        sample_task = st.task_index(sample.tasks, sample.emb)
-        level = np.array(
-            [effect[sample_task == t, j].mean() if (sample_task == t).any() else np.nan for t in range(n_tasks)]
-        )
-        level = np.where(np.isnan(level), np.nanmean(effect[:, j]), level)
         probes = np.zeros(n_tasks)
         if rows is not None:
             index = {t: i for i, t in enumerate(st.task_names)}
             for task in rows.loc[rows[s.EFFECT].notna(), s.TASK]:
                 if task in index:
                     probes[index[task]] += 1
-        st.task_priors[name] = fit_task_prior(desc[known], means[known], desc[j], level, probes)
+        st.task_priors[name] = fit_task_prior(desc[known], means[known], desc[j], probes)
 
     def check_llm(
         self, profile: LLMProfile | dict[str, object], probes: pd.DataFrame | Sequence[dict[str, object]] | None = None

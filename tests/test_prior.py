@@ -30,17 +30,17 @@ def families(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_a_newcomer_of_a_known_family_starts_from_its_task_means() -> None:
     desc, means, centres = families(0)
     new = unit(centres[1] + 0.1 * np.random.default_rng(1).normal(size=16))
-    level = means.mean(axis=0)  # what the GNN gives an LLM it knows nothing about
-    prior = fit_task_prior(desc, means, new, level, np.zeros(3))
+    plain = means.mean(axis=0)  # about what the GNN gives an LLM it knows nothing about
+    prior = fit_task_prior(desc, means, new, np.zeros(3))
     assert np.isfinite(prior.temperature) and prior.spread < 0.1
-    np.testing.assert_allclose(level + prior.shift, [0.2, 0.8, 0.3], atol=0.05)
+    np.testing.assert_allclose(plain + prior.shift, [0.2, 0.8, 0.3], atol=0.05)
 
 
 def test_descriptions_that_say_nothing_give_the_plain_mean() -> None:
     desc, means, _ = families(0)
     rng = np.random.default_rng(2)
     shuffled = means[rng.permutation(8)]  # task means no longer follow the descriptions
-    prior = fit_task_prior(desc, shuffled, desc[0], shuffled.mean(axis=0), np.zeros(3))
+    prior = fit_task_prior(desc, shuffled, desc[0], np.zeros(3))
     assert not np.isfinite(prior.temperature)
     np.testing.assert_allclose(prior.shift, 0.0, atol=1e-12)
 
