@@ -52,9 +52,10 @@ def test_multi_protocol_on_demo_data(fast_config: RouterConfig) -> None:
     row = result["per_seed"][0]
     assert row["without"]["share_new@0.5"] == 0.0  # it cannot route to LLMs it does not know
     assert 0.0 < row["oracle_share_new@0.5"] <= 1.0
-    for key in ("probes=0", "probes=10"):
+    for key in ("average:probes=0", "average:probes=10", "description:probes=0", "description:probes=10"):
         assert {"reward@0.5", "aiq", "share_new@0.5", "recovered@0.5"} <= set(row[key])
     assert result["summary"]["full"]["runs"] == 1
+    assert "average:recovery_non_decreasing" in result["summary"]
 
 
 def test_scorer_maps_a_smaller_catalog_onto_the_full_one(fitted_router, dense_test: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
