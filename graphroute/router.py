@@ -433,13 +433,7 @@ class Router(BaseRouter[GNNState]):
         st = self.state
         j, n_tasks = st.llm_position(name), len(st.task_names)
         known = [i for i in range(len(st.llms)) if i != j]
-        q = st.tables.queries
-        rated = st.tables.frame[st.tables.frame[s.EFFECT].notna()]
-        cells = (rated["l"].to_numpy(), st.task_index(q.tasks, q.emb)[rated["q"].to_numpy()])
-        sums, counts = np.zeros((len(st.llms), n_tasks)), np.zeros((len(st.llms), n_tasks))
-        np.add.at(sums, cells, rated[s.EFFECT].to_numpy())
-        np.add.at(counts, cells, 1.0)
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        means = st.task_means()
         desc = st.features.llm_x[:, : st.encoder.dim].astype(float)
         desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
         probes = np.zeros(n_tasks)

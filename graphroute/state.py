@@ -254,6 +254,20 @@ class GNNState(FittedState):
             self._pairs = (self.tables, set(zip(frame[s.USER_ID], frame[s.QUERY], strict=True)))
         return self._pairs[1]
 
+    def task_means(self) -> np.ndarray:
+        """Mean logged effect of each LLM on each task of the reference log; NaN where it has none.
+        Shapes: → (L, T)."""
+        q = self.tables.queries
+        rated = self.tables.frame[self.tables.frame[s.EFFECT].notna()]
+        cells = (rated["l"].to_numpy(), self.task_index(q.tasks, q.emb)[rated["q"].to_numpy()])
+        sums, counts = (
+            np.zeros((len(self.llms), len(self.task_names))),
+            np.zeros((len(self.llms), len(self.task_names))),
+        )
+        np.add.at(sums, cells, rated[s.EFFECT].to_numpy())
+        np.add.at(counts, cells, 1.0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
     def preference(self, user_id: str, default_alpha: float) -> UserPreference:
         """A user's fitted preference, or the neutral one (the default alpha, no affinity) for a user without
         choices."""
