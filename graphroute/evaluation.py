@@ -20,6 +20,7 @@ from graphroute.metrics import (
     Truth,
     aiq,
     choices_from_predictions,
+    effect_fit,
     gap_recovered,
     paired_bootstrap,
     score_choices,
@@ -41,7 +42,12 @@ class Evaluation:
         base, oracle = self.scores.get(BEST_SINGLE), self.scores[ORACLE]
         rows = []
         for name, sc in self.scores.items():
-            row: dict[str, object] = {"router": name, "aiq": round(sc.aiq, 4)}
+            row: dict[str, object] = {
+                "router": name,
+                "aiq": round(sc.aiq, 4),
+                "effect_r": round(sc.effect_r, 4),
+                "effect_mae": round(sc.effect_mae, 4),
+            }
             for a in REPORT_ALPHAS:
                 row[f"quality@{a}"] = round(sc.quality[a], 4)
                 row[f"cost@{a}"] = float(f"{sc.cost[a]:.3g}")
@@ -83,6 +89,7 @@ def evaluate(routers: Mapping[str, BaseRouter], test: pd.DataFrame) -> Evaluatio
         effect, cost = router.predict_outcomes(batch)
         norm = router.state.cost_scaler.transform(cost, batch.tasks)
         scores[name] = score_choices(name, truth, choices_from_predictions(effect, norm, truth))
+        scores[name].effect_r, scores[name].effect_mae = effect_fit(effect, truth)
     oracle_choices = {a: truth.oracle_choice(a) for a in sorted(set(REPORT_ALPHAS) | set(SWEEP_ALPHAS))}
     scores[ORACLE] = score_choices(ORACLE, truth, oracle_choices)
     single_llm_costs = np.nanmean(truth.cost, axis=0)  # the frontier extends to the dearest single LLM too

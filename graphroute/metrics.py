@@ -47,6 +47,8 @@ class RouterScore:
     choice: dict[float, np.ndarray] = field(default_factory=dict)  # index of the chosen LLM per query
     points: list[tuple[float, float]] = field(default_factory=list)  # (cost, quality) over the sweep
     aiq: float = float("nan")
+    effect_r: float = float("nan")  # correlation of predicted and observed effect over observed (query, LLM) pairs
+    effect_mae: float = float("nan")
 
 
 def score_choices(name: str, truth: Truth, choices: dict[float, np.ndarray]) -> RouterScore:
@@ -64,6 +66,16 @@ def score_choices(name: str, truth: Truth, choices: dict[float, np.ndarray]) -> 
             out.reward[alpha], out.per_query[alpha] = float(np.nanmean(per_query)), per_query
             out.choice[alpha] = choice
     return out
+
+
+def effect_fit(predicted: np.ndarray, truth: Truth) -> tuple[float, float]:
+    """Pearson r and mean absolute error of predicted effects against the observed ones (observed pairs only):
+    how well a router predicts, apart from how it ranks. Shapes: predicted (N, L)."""
+    seen = truth.observed
+    p, y = predicted[seen], truth.effect[seen]
+    if len(p) < 2 or p.std() == 0 or y.std() == 0:
+        return float("nan"), float(np.mean(np.abs(p - y))) if len(p) else float("nan")
+    return float(np.corrcoef(p, y)[0, 1]), float(np.mean(np.abs(p - y)))
 
 
 def choices_from_predictions(

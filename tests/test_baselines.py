@@ -54,6 +54,9 @@ def test_routers_beat_random_on_demo(fitted: dict, dense_test: pd.DataFrame) -> 
     rows = ev.table_rows()
     assert {r["router"] for r in rows} == set(ROUTERS) | {"oracle"}
     assert all(0 <= float(r["aiq"]) <= 1 for r in rows)
+    fit = {r["router"]: (r["effect_r"], r["effect_mae"]) for r in rows}
+    assert np.isnan(fit["oracle"][0]) and np.isnan(fit["cheapest"][0])  # no predictions; constant predictions
+    assert fit["graphroute"][0] > max(fit["random"][0], 0.3) and fit["graphroute"][1] < fit["random"][1]
 
 
 @pytest.mark.slow

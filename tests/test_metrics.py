@@ -35,3 +35,16 @@ def test_score_choices_rewards() -> None:
     assert sc.quality[1.0] == 1.0 and sc.cost[1.0] == 1.5
     assert oracle[0.2].tolist() == [0, 0]  # at alpha 0.2 the cheap LLM wins even where it fails
     assert sc.reward[0.5] == pytest.approx(0.25)
+
+
+def test_effect_fit_reads_only_observed_pairs() -> None:
+    from graphroute.metrics import Truth, effect_fit
+
+    effect = np.array([[0.2, np.nan], [0.8, 0.5], [0.4, 0.9]])
+    truth = Truth(effect, np.ones_like(effect), np.ones_like(effect))
+    exact = np.nan_to_num(effect, nan=123.0)  # the unobserved cell must not count
+    assert effect_fit(exact, truth) == (pytest.approx(1.0), pytest.approx(0.0))
+    r, mae = effect_fit(np.where(np.isnan(effect), 0.0, 1.0 - np.nan_to_num(effect)), truth)
+    assert r == pytest.approx(-1.0) and mae == pytest.approx(np.mean(np.abs(1 - 2 * effect[~np.isnan(effect)])))
+    r, mae = effect_fit(np.full_like(effect, 0.5), truth)
+    assert np.isnan(r) and mae == pytest.approx(np.mean(np.abs(0.5 - effect[~np.isnan(effect)])))

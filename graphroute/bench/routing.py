@@ -82,7 +82,10 @@ def run_routing(
 
 def format_results(results: dict[str, Any]) -> str:
     parts = []
-    cols = ["router", "quality@1.0", "reward@1.0", "reward@0.5", "reward@0.2", "gap@1.0", "gap@0.5", "aiq"]
+    cols = [
+        "router", "quality@1.0", "reward@1.0", "reward@0.5", "reward@0.2", "gap@1.0", "gap@0.5", "aiq", "effect_r",
+        "effect_mae",
+    ]  # fmt: skip
     for key, res in results.items():
         parts.append(f"## {key} ({res['n_queries']} queries)")
         parts.append(format_table(res["rows"], cols))
