@@ -52,10 +52,6 @@ class BaseRouter(Generic[S]):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         return self._state
 
-    @property
-    def fitted(self) -> bool:
-        return self._state is not None
-
     def __repr__(self) -> str:
         name = type(self).__name__
         st = self._state

@@ -201,7 +201,7 @@ class Router(BaseRouter[GNNState]):
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         st = self.state
         cache = self._inference_cache()
-        effects, costs = [], []
+        effects, costs, tasks = [], [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
             inputs = self._query_inputs(part)
@@ -215,13 +215,14 @@ class Router(BaseRouter[GNNState]):
                 inputs.overall_weight,
             )
             effects.append(torch.sigmoid(logit).numpy())
+            tasks.append(inputs.task.numpy())
             costs.append(st.features.cost_usd(cost_z.numpy()))
         effect = np.concatenate(effects).astype(float)
         names = st.llm_names
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, names, names.index(name))
         if st.task_priors:
-            task = st.task_index(batch.tasks, batch.emb)
+            task = np.concatenate(tasks)
             for name, prior in st.task_priors.items():
                 prior.apply(effect, task, names.index(name))
         return effect, np.concatenate(costs).astype(float)

@@ -58,20 +58,25 @@ class Traffic:
             routes = [r for r in self._routes if r.at >= since]
             outcomes = [o for o in self._outcomes if o.at >= since]
         total = len(routes)
+        mine: dict[str, list[_Route]] = {name: [] for name in llms}
+        seen: dict[str, list[_Outcome]] = {name: [] for name in llms}
+        for r in routes:
+            mine.setdefault(r.llm, []).append(r)
+        for o in outcomes:
+            seen.setdefault(o.llm, []).append(o)
         out = []
-        for name in dict.fromkeys([*llms, *(r.llm for r in routes)]):
-            mine = [r for r in routes if r.llm == name]
-            seen = [o for o in outcomes if o.llm == name]
-            rated = [o.effect for o in seen if o.effect is not None]
-            costs = [o.cost for o in seen if o.cost is not None]
+        for name in dict.fromkeys([*llms, *mine]):
+            rated = [o.effect for o in seen.get(name, []) if o.effect is not None]
+            costs = [o.cost for o in seen.get(name, []) if o.cost is not None]
+            picked = mine[name]
             out.append(
                 {
                     "llm": name,
-                    "routes": len(mine),
-                    "share": len(mine) / total if total else 0.0,
-                    "predicted_effect": _mean([r.effect for r in mine if r.effect is not None]),
-                    "predicted_spend": math.fsum(r.cost for r in mine if r.cost is not None),
-                    "outcomes": len(seen),
+                    "routes": len(picked),
+                    "share": len(picked) / total if total else 0.0,
+                    "predicted_effect": _mean([r.effect for r in picked if r.effect is not None]),
+                    "predicted_spend": math.fsum(r.cost for r in picked if r.cost is not None),
+                    "outcomes": len(seen.get(name, [])),
                     "observed_effect": _mean(rated),
                     "reported_spend": math.fsum(costs) if costs else None,
                 }

@@ -149,6 +149,18 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _without(
+    bench: Benchmark, config: RouterConfig, scorer: Scorer, full: Router, held: Sequence[str]
+) -> tuple[Router, dict[str, dict[str, Any]], dict[str, Any]]:
+    """The router trained without ``held``, the full and without scores (with per-query rewards, for recovery)
+    and their public figures beside the oracle's share to the held-out LLMs."""
+    others = [m for m in bench.llms if m.name not in held]
+    without = Router(config).fit(bench.train[~bench.train[s.LLM].isin(list(held))], others)
+    base = {"full": scorer.score(full, held), "without": scorer.score(without, held)}
+    scores = {**{k: _public(v) for k, v in base.items()}, "oracle_share_new@0.5": scorer.oracle_share(held)}
+    return without, base, scores
+
+
 def run_single(
     bench: Benchmark,
     config: RouterConfig,
@@ -163,14 +175,8 @@ def run_single(
     scorer = Scorer.of(full, test)
     rows = []
     for i, profile in enumerate(bench.llms):
-        others = [m for m in bench.llms if m.name != profile.name]
-        without = Router(config).fit(bench.train[bench.train[s.LLM] != profile.name], others)
-        base = {"full": scorer.score(full, [profile.name]), "without": scorer.score(without, [profile.name])}
-        row: dict[str, Any] = {
-            "llm": profile.name,
-            **{k: _public(v) for k, v in base.items()},
-            "oracle_share_new@0.5": scorer.oracle_share([profile.name]),
-        }
+        without, base, scores = _without(bench, config, scorer, full, [profile.name])
+        row: dict[str, Any] = {"llm": profile.name, **scores}
         with tempfile.TemporaryDirectory() as tmp:
             without.save(Path(tmp) / "without")
             for prior in priors:
@@ -222,15 +228,8 @@ def run_multi(
     for seed in seeds:
         held = held_out_set(bench.train, bench.llms, seed)
         profiles = [m for m in bench.llms if m.name in held]
-        others = [m for m in bench.llms if m.name not in held]
-        without = Router(config).fit(bench.train[~bench.train[s.LLM].isin(held)], others)
-        base = {"full": scorer.score(full, held), "without": scorer.score(without, held)}
-        row: dict[str, Any] = {
-            "seed": seed,
-            "held_out": held,
-            **{k: _public(v) for k, v in base.items()},
-            "oracle_share_new@0.5": scorer.oracle_share(held),
-        }
+        without, base, scores = _without(bench, config, scorer, full, held)
+        row: dict[str, Any] = {"seed": seed, "held_out": held, **scores}
         with tempfile.TemporaryDirectory() as tmp:
             without.save(Path(tmp) / "without")
             for prior in priors:
