@@ -22,12 +22,13 @@ from graphroute.prior import TaskPrior
 from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
 from graphroute.state import GNNState, NodeFeatures
+from graphroute.uncertainty import IntervalCalibration
 from graphroute.users import UserPreference
 
 logger = logging.getLogger(__name__)
 # 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11); 3: task_member_sims saved;
 # 4: arrays named after the state's fields
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 FILES = (
     "config.json",
     "model.safetensors",
@@ -74,7 +75,11 @@ def save_state(state: GNNState, config: RouterConfig, path: Path) -> None:
         "events": state.events_cursor.to_dict() if state.events_cursor else None,
     }
     (path / "vocab.json").write_text(json.dumps(vocab, indent=2))
-    scalers = {"cost": state.cost_scaler.to_dict(), "log_cost": list(state.features.log_cost)}
+    scalers = {
+        "cost": state.cost_scaler.to_dict(),
+        "log_cost": list(state.features.log_cost),
+        "interval": state.interval_calibration.to_dict(),
+    }
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
     f, q = state.features, state.tables.queries
     arrays = {
@@ -206,6 +211,7 @@ def _load(path: Path) -> tuple[RouterConfig, GNNState]:
         probe_maps={name: ProbeMap.from_dict(m) for name, m in vocab.get("probe_maps", {}).items()},
         task_priors={name: TaskPrior.from_dict(p) for name, p in vocab.get("task_priors", {}).items()},
         events_cursor=EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None,
+        interval_calibration=IntervalCalibration.from_dict(scalers["interval"]),
         # the saved lists, not a new search: queries appended since fit keep theirs
         neighbor_lists=similarity_lists(graph),
     )

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Generic, Self, TypeVar
 
 import numpy as np
@@ -25,8 +26,10 @@ from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder, make_encoder
 from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMError
 from graphroute.explain import EFFECT_TERMS, Explanation, LLMExplanation, Neighbour
+from graphroute.exploration import Explorer
 from graphroute.schema import LLMProfile, Recommendation, RouteRequest
 from graphroute.state import FittedState, task_centroids
+from graphroute.uncertainty import IntervalCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class BaseRouter(Generic[S]):
         self.config = config or RouterConfig()
         self.encoder = encoder
         self._state: S | None = None
+        self.explorer = Explorer(self.config.exploration)
 
     @property
     def state(self) -> S:
@@ -143,6 +147,39 @@ class BaseRouter(Generic[S]):
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def predict_spread(
+        self,
+        queries: Sequence[str] | QueryBatch,
+        tasks: Sequence[str | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted effect, cost and how uncertain each predicted effect is (the standard deviation of the mean
+        effect given the evidence behind it; ``graphroute.uncertainty``). Routers that keep no evidence counts
+        report 0 (certain), which makes uncertainty-driven exploration greedy. Shapes: → (N, L) each."""
+        batch = queries if isinstance(queries, QueryBatch) else self.prepare(queries, tasks, user_ids)
+        _ = self.state
+        return self._predict_spread(batch)
+
+    def _predict_spread(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        effect, cost = self._predict(batch)
+        return effect, cost, np.zeros_like(effect)
+
+    def predict_interval(
+        self,
+        queries: Sequence[str] | QueryBatch,
+        level: float = 0.8,
+        tasks: Sequence[str | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds within which the observed effect of each (query, LLM) call falls with probability ``level``
+        (calibrated on validation outcomes where the router kept them). Shapes: → (N, L) twice."""
+        effect, _, spread = self.predict_spread(queries, tasks, user_ids)
+        return self.interval_calibration().interval(effect, spread, level)
+
+    def interval_calibration(self) -> IntervalCalibration:
+        """How wide outcome intervals are drawn (routers that keep no validation outcomes assume normal ones)."""
+        return IntervalCalibration.gaussian()
+
     def predict_utility(
         self,
         queries: Sequence[str] | QueryBatch,
@@ -223,28 +260,46 @@ class BaseRouter(Generic[S]):
         if not requests:
             return []
         batch = self.prepare([r.query for r in requests], [r.task for r in requests], [r.user_id for r in requests])
-        effect, cost = self._predict(batch)
+        spread: np.ndarray | None = None
+        if self.explorer.active:
+            effect, cost, spread = self._predict_spread(batch)
+        else:
+            effect, cost = self._predict(batch)
         norm = self.state.cost_scaler.transform(cost, batch.tasks)
-        return [self._ranked(batch, i, r, effect, cost, norm)[0] for i, r in enumerate(requests)]
+        return [self._ranked(batch, i, r, effect, cost, norm, spread)[0] for i, r in enumerate(requests)]
 
     def _ranked(
-        self, batch: QueryBatch, i: int, r: RouteRequest, effect: np.ndarray, cost: np.ndarray, norm: np.ndarray
+        self,
+        batch: QueryBatch,
+        i: int,
+        r: RouteRequest,
+        effect: np.ndarray,
+        cost: np.ndarray,
+        norm: np.ndarray,
+        spread: np.ndarray | None = None,
     ) -> tuple[list[Recommendation], float, np.ndarray]:
-        """Request ``i``'s ranking, with the alpha and the affinity row (L,) its utilities used."""
+        """Request ``i``'s ranking, with the alpha and the affinity row (L,) its utilities used. With ``spread``
+        (N, L) the router's explorer chooses the first entry (the others follow by utility)."""
         a, affinity = self._preferences(batch.take(slice(i, i + 1)), r.alpha)
         utility = policy.utilities(effect[i : i + 1], norm[i : i + 1], a) + affinity
         allowed = self.allowed_mask(r.candidates)
         if r.max_cost is not None:
             fits = allowed & (cost[i] <= r.max_cost)
             allowed = fits if fits.any() else allowed & (cost[i] == cost[i][allowed].min())
-        order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]][: max(r.k, 1)]
+        order = [j for j in policy.rank(utility, allowed)[0] if allowed[j]]
+        pick = None
+        if spread is not None:
+            pick = self.explorer.pick(utility[0], a[0] * spread[i], allowed)
+            order = [pick.index, *(j for j in order if j != pick.index)]
         names = self.state.llm_names
         recs = [
             Recommendation(
                 names[j], float(effect[i, j]), float(cost[i, j]), float(norm[i, j]), float(utility[0, j]), rank + 1
             )
-            for rank, j in enumerate(order)
+            for rank, j in enumerate(order[: max(r.k, 1)])
         ]
+        if pick is not None:
+            recs[0] = replace(recs[0], propensity=pick.propensity, exploratory=pick.exploratory)
         return recs, float(a[0]), affinity[0]
 
     # ----- explanations -----

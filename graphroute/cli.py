@@ -144,7 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from graphroute.bench.routing import format_results, run_routing
 
         assert root is not None
-        results = run_routing(root, _config(args), args.datasets, args.routers, out)
+        results = run_routing(root, _config(args), args.datasets, args.routers, out, args.sparse)
         print(format_results(results))
     elif args.protocol == "held-out-tasks":
         from graphroute.bench.routing import format_held_out, run_held_out_tasks
@@ -436,6 +436,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--sizes", nargs="*", type=_positive, default=[10_000, 100_000, 1_000_000], help="Log sizes (scale)."
     )
     p.add_argument("--users", type=_positive, default=200, help="Simulated users (users; default 200).")
+    p.add_argument(
+        "--sparse",
+        nargs="*",
+        type=_positive,
+        default=[],
+        metavar="K",
+        help="routing: also train on each set's train log with only K random outcomes per query (bandit-style "
+        "logs; e.g. --sparse 1 2); test logs stay dense.",
+    )
     p.add_argument(
         "--data-root",
         type=Path,

@@ -90,6 +90,29 @@ class OnboardingConfig(_Strict):
     )
 
 
+class ExplorationConfig(_Strict):
+    method: Literal["none", "epsilon", "thompson", "ucb"] = Field(
+        default="none",
+        description="How routing explores (graphroute.exploration): 'none' always picks the predicted best; "
+        "'epsilon' sometimes picks another LLM at random; 'thompson' picks the best of a draw from each LLM's "
+        "predicted utility and its uncertainty (LLMs with little evidence are tried more); 'ucb' picks the best "
+        "utility plus ucb_beta times its uncertainty. Route answers state whether a choice explored and its "
+        "propensity.",
+    )
+    budget: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Most predicted utility given up per request, on average over the requests served (an "
+        "account: an LLM whose predicted loss exceeds what is left is not explored).",
+    )
+    max_share: float = Field(
+        default=0.2, ge=0, le=1, description="epsilon and thompson: the largest chance that a request explores."
+    )
+    ucb_beta: float = Field(default=1.0, ge=0, description="ucb: weight of the uncertainty bonus.")
+    seed: int = Field(default=0, description="Seed of the exploring draws.")
+
+
 class PolicyConfig(_Strict):
     alpha: float = Field(default=0.5, ge=0, le=1, description="Default trade-off: alpha*effect - (1-alpha)*cost.")
 
@@ -108,6 +131,7 @@ class RouterConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     onboarding: OnboardingConfig = Field(default_factory=OnboardingConfig)
+    exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RouterConfig:

@@ -21,6 +21,7 @@ from graphroute.metrics import (
     aiq,
     choices_from_predictions,
     effect_fit,
+    interval_coverage,
     gap_recovered,
     paired_bootstrap,
     score_choices,
@@ -47,6 +48,7 @@ class Evaluation:
                 "aiq": round(sc.aiq, 4),
                 "effect_r": round(sc.effect_r, 4),
                 "effect_mae": round(sc.effect_mae, 4),
+                "cover80": round(sc.coverage80, 4),
             }
             for a in REPORT_ALPHAS:
                 row[f"quality@{a}"] = round(sc.quality[a], 4)
@@ -86,10 +88,12 @@ def evaluate(routers: Mapping[str, BaseRouter], test: pd.DataFrame) -> Evaluatio
     batch = tables.queries
     scores: dict[str, RouterScore] = {}
     for name, router in routers.items():
-        effect, cost = router.predict_outcomes(batch)
+        effect, cost, spread = router.predict_spread(batch)
         norm = router.state.cost_scaler.transform(cost, batch.tasks)
         scores[name] = score_choices(name, truth, choices_from_predictions(effect, norm, truth))
         scores[name].effect_r, scores[name].effect_mae = effect_fit(effect, truth)
+        low, high = router.interval_calibration().interval(effect, spread, 0.8)
+        scores[name].coverage80 = interval_coverage(low, high, truth)
     oracle_choices = {a: truth.oracle_choice(a) for a in sorted(set(REPORT_ALPHAS) | set(SWEEP_ALPHAS))}
     scores[ORACLE] = score_choices(ORACLE, truth, oracle_choices)
     single_llm_costs = np.nanmean(truth.cost, axis=0)  # the frontier extends to the dearest single LLM too

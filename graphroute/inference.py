@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
@@ -100,6 +101,14 @@ class InferenceCache:
         n, n_llms = query_x.size(0), z[s.LLM_NODE].size(0)
         terms = self.model.effect_terms(z, pair, row, llm, pair_user)
         return {name: term.view(n, n_llms) for name, term in terms.items()}
+
+    def support(self, task: Tensor, neighbors: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Evidence counts behind each (query, LLM): how many of the query's reference neighbours the LLM answered
+        (with an effect), and how many outcomes it has in the query's task. Shapes: task (N,), neighbors (N, k) →
+        (N, L) twice."""
+        seen = self.tables["q_seen"][neighbors].sum(dim=1) if neighbors.size(1) else None
+        in_task = self.tables["t_cnt"][task]
+        return (np.zeros(tuple(in_task.shape)) if seen is None else seen.numpy()), in_task.numpy()
 
     def _pairs(
         self,

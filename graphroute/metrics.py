@@ -49,6 +49,7 @@ class RouterScore:
     aiq: float = float("nan")
     effect_r: float = float("nan")  # correlation of predicted and observed effect over observed (query, LLM) pairs
     effect_mae: float = float("nan")
+    coverage80: float = float("nan")  # share of observed effects inside the router's 80 % outcome interval
 
 
 def score_choices(name: str, truth: Truth, choices: dict[float, np.ndarray]) -> RouterScore:
@@ -76,6 +77,13 @@ def effect_fit(predicted: np.ndarray, truth: Truth) -> tuple[float, float]:
     if len(p) < 2 or p.std() == 0 or y.std() == 0:
         return float("nan"), float(np.mean(np.abs(p - y))) if len(p) else float("nan")
     return float(np.corrcoef(p, y)[0, 1]), float(np.mean(np.abs(p - y)))
+
+
+def interval_coverage(low: np.ndarray, high: np.ndarray, truth: Truth) -> float:
+    """Share of observed effects within [low, high]: a calibrated 80 % interval covers about 0.8. Shapes: (N, L)."""
+    seen = truth.observed
+    inside = (truth.effect >= low - 1e-9) & (truth.effect <= high + 1e-9)
+    return float(inside[seen].mean()) if seen.any() else float("nan")
 
 
 def choices_from_predictions(

@@ -32,6 +32,7 @@ from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap
 from graphroute.schema import Interaction, LLMProfile
 from graphroute.state import FittedState, GNNState, NodeFeatures, attach_batch, reference_graph
 from graphroute.training import Labels, TrainResult, fit_model
+from graphroute.uncertainty import IntervalCalibration, evidence_spread
 from graphroute.users import choices_of, fit_preferences
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,10 @@ class Router(BaseRouter[GNNState]):
             val_graph, new = attach_batch(base, graph, train.queries.emb, val.queries, k)
         with self._timed("train"):
             model, shape = self._train(base, features, graph, val_graph, train, val, new)
-        del graph, val_graph  # the reference graph is rebuilt below; drop the training graphs first
+        del val_graph
+        with self._timed("calibrate"):
+            calibration = self._calibrate(base, features, model, shape, train, graph, val)
+        del graph  # the reference graph is rebuilt below; drop the training graph first
         with self._timed("finish"):
             tables = train.concat(val)  # validation queries become neighbours once selection is over
             state = GNNState(
@@ -136,10 +140,40 @@ class Router(BaseRouter[GNNState]):
                 model_shape=shape,
                 tables=tables,
                 graph=HeteroData(),
+                interval_calibration=calibration,
             )
             state.graph = reference_graph(state, features, tables, k, state.neighbors(k))
             self.feedback = FeedbackQueue()
         return state
+
+    def _calibrate(
+        self,
+        base: FittedState,
+        features: NodeFeatures,
+        model: RouterGNN,
+        shape: dict[str, Any],
+        train: LogTables,
+        graph: HeteroData,
+        val: LogTables,
+    ) -> IntervalCalibration:
+        """Outcome intervals scaled on the validation queries, predicted from the training graph alone (so no
+        validation outcome is among its own neighbours)."""
+        self._state = GNNState(
+            **{f.name: getattr(base, f.name) for f in fields(FittedState)},
+            features=features,
+            task_member_sims=member_similarities(base, train),
+            model=model,
+            model_shape=shape,
+            tables=train,
+            graph=graph,
+        )
+        try:
+            effect, _, spread = self._outcomes(val.queries, spread=True)
+            assert spread is not None
+            return IntervalCalibration.fit(effect, spread, val.outcome_matrix(len(base.llms)))
+        finally:
+            self._state = None
+            self.__dict__.pop("_cache", None)  # the training graph's cache must not outlive this
 
     def fit(self, logs: pd.DataFrame, llms: Sequence[LLMProfile] | Sequence[dict[str, object]]) -> Self:
         """Learn from a log (a validation split is carved from it, by query), then fit each user's preference
@@ -197,11 +231,25 @@ class Router(BaseRouter[GNNState]):
         return np.clip(rank / FULL_TRUST_RANK, 0.0, 1.0)
 
     # ----- predict -----
-    @torch.inference_mode()
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        effect, cost, _ = self._outcomes(batch, spread=False)
+        return effect, cost
+
+    def _predict_spread(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        effect, cost, spread = self._outcomes(batch, spread=True)
+        assert spread is not None
+        return effect, cost, spread
+
+    def interval_calibration(self) -> IntervalCalibration:
+        return self.state.interval_calibration
+
+    @torch.inference_mode()
+    def _outcomes(self, batch: QueryBatch, spread: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Effect, cost and (with ``spread``) the evidence spread of every (query, LLM), from one pass that reads
+        the query's neighbours once."""
         st = self.state
         cache = self._inference_cache()
-        effects, costs, tasks = [], [], []
+        effects, costs, tasks, supports = [], [], [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
             inputs = self._query_inputs(part)
@@ -217,6 +265,8 @@ class Router(BaseRouter[GNNState]):
             effects.append(torch.sigmoid(logit).numpy())
             tasks.append(inputs.task.numpy())
             costs.append(st.features.cost_usd(cost_z.numpy()))
+            if spread:
+                supports.append(cache.support(inputs.task, inputs.neighbors))
         effect = np.concatenate(effects).astype(float)
         names = st.llm_names
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
@@ -225,7 +275,12 @@ class Router(BaseRouter[GNNState]):
             task = np.concatenate(tasks)
             for name, prior in st.task_priors.items():
                 prior.apply(effect, task, names.index(name))
-        return effect, np.concatenate(costs).astype(float)
+        cost = np.concatenate(costs).astype(float)
+        if not spread:
+            return effect, cost, None
+        neighbour = np.concatenate([n for n, _ in supports])
+        in_task = np.concatenate([t for _, t in supports])
+        return effect, cost, evidence_spread(effect, neighbour, in_task)
 
     def _query_inputs(self, batch: QueryBatch) -> QueryInputs:
         """What the model reads of new queries: features, task, user node, nearest reference queries."""

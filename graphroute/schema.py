@@ -23,9 +23,12 @@ QUERY_ID = "query_id"
 TIMESTAMP = "timestamp"
 LATENCY_MS = "latency_ms"
 FEEDBACK_ID = "feedback_id"  # optional client id of a feedback row (a retry with the same id is stored once)
+PROPENSITY = "propensity"  # probability with which the logging policy chose this row's LLM (bandit logs)
 
 REQUIRED_COLUMNS = (QUERY, LLM)
-OPTIONAL_COLUMNS = (EFFECT, COST, TOKENS_IN, TOKENS_OUT, USER_ID, TASK, CHOSEN, QUERY_ID, TIMESTAMP, LATENCY_MS)
+OPTIONAL_COLUMNS = (
+    EFFECT, COST, TOKENS_IN, TOKENS_OUT, USER_ID, TASK, CHOSEN, QUERY_ID, TIMESTAMP, LATENCY_MS, PROPENSITY,
+)  # fmt: skip
 ANONYMOUS_USER = "anonymous"
 DEFAULT_TASK = "general"
 DEFAULT_OUTPUT_TOKENS = 256  # cost estimate when a log has no output token counts
@@ -164,6 +167,8 @@ class Recommendation:
     normalized_cost: float
     utility: float
     rank: int
+    propensity: float = 1.0  # the chance this LLM was chosen (rank 1 under exploration; 1 when greedy)
+    exploratory: bool = False  # chosen by exploration instead of as the predicted best
 
 
 class Interaction(BaseModel):
@@ -186,6 +191,13 @@ class Interaction(BaseModel):
     task: str | None = Field(default=None, max_length=256, description="Task label; absent: inferred.")
     tokens_in: float | None = Field(default=None, ge=0, le=MAX_TOKENS, description="Input tokens of the call.")
     tokens_out: float | None = Field(default=None, ge=0, le=MAX_TOKENS, description="Output tokens of the call.")
+    propensity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Probability with which the router chose this LLM (from its route answer); what off-policy "
+        "evaluation reweights by.",
+    )
     feedback_id: str | None = Field(
         default=None,
         min_length=1,

@@ -30,6 +30,7 @@ from graphroute.nn.model import RouterGNN
 from graphroute.prior import TaskPrior
 from graphroute.probes import ProbeMap
 from graphroute.schema import LLMProfile
+from graphroute.uncertainty import IntervalCalibration
 from graphroute.users import UserPreference
 
 COST_Z_LIMIT = 12.0  # standardised log costs beyond this are clipped (features and predictions)
@@ -207,6 +208,7 @@ class GNNState(FittedState):
     probe_maps: dict[str, ProbeMap] = field(default_factory=dict)
     task_priors: dict[str, TaskPrior] = field(default_factory=dict)
     events_cursor: EventCursor | None = None
+    interval_calibration: IntervalCalibration = field(default_factory=IntervalCalibration.gaussian)
     # similarity lists of the reference queries, grown as queries are added (``neighbors``)
     neighbor_lists: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _ids_by_text: tuple[int, dict[str, str]] | None = field(default=None, init=False, repr=False)

@@ -19,6 +19,7 @@ from graphroute.baselines import ROUTERS
 from graphroute.bench.report import format_table, plot_frontiers
 from graphroute.config import RouterConfig
 from graphroute.data.adapters import Benchmark, load_llmrouter, load_routerdc
+from graphroute.data.split import sparsify
 from graphroute.evaluation import evaluate
 from graphroute.metrics import REPORT_ALPHAS
 from graphroute.schema import LLMProfile
@@ -47,36 +48,52 @@ def run_routing(
     datasets: Sequence[str] = tuple(DATASETS),
     routers: Sequence[str] = tuple(ROUTERS),
     out_dir: Path | None = None,
+    sparse: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Fit every router on each dataset's train log and score it on each test log.
 
-    Returns a JSON-able dict: per dataset and test split, a row per router, and bootstrap comparisons of the
-    GNN against every other router at the report alphas.
+    ``sparse``: also fit on bandit-style variants of each train log that keep k random outcomes per query
+    (``data.split.sparsify``, seeded by the config's seed), one variant per k; the test logs stay dense.
+    Returns a JSON-able dict: per dataset (and variant) and test split, a row per router, and bootstrap
+    comparisons of the GNN against every other router at the report alphas.
     """
     results: dict[str, Any] = {}
     for dataset in datasets:
         folder = data_root / dataset
-        bench = DATASETS[dataset](folder)
-        fitted, seconds = fit_routers(bench, routers, config)
-        for split, test in bench.tests.items():
-            ev = evaluate(fitted, test)
-            key = f"{dataset}/{split}"
-            comparisons = {}
-            if "graphroute" in fitted:
-                for other in ev.scores:
-                    if other != "graphroute":
-                        comparisons[other] = {
-                            str(a): [round(v, 4) for v in ev.compare("graphroute", other, a)] for a in REPORT_ALPHAS
-                        }
-            results[key] = {
-                "n_queries": ev.n_queries,
-                "rows": ev.table_rows(),
-                "fit_seconds": seconds,
-                "graphroute_minus_other_reward_ci95": comparisons,
-            }
-            if out_dir is not None:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                plot_frontiers(ev, out_dir / f"frontier_{dataset}_{split}.png", f"{key}: quality vs cost")
+        full = DATASETS[dataset](folder)
+        variants = {dataset: full} | {
+            f"{dataset}-k{k}": Benchmark(sparsify(full.train, k, config.train.seed), full.tests, full.llms)
+            for k in sparse
+        }
+        for name, bench in variants.items():
+            results |= _score_variant(name, bench, config, routers, out_dir)
+    return results
+
+
+def _score_variant(
+    dataset: str, bench: Benchmark, config: RouterConfig, routers: Sequence[str], out_dir: Path | None
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    fitted, seconds = fit_routers(bench, routers, config)
+    for split, test in bench.tests.items():
+        ev = evaluate(fitted, test)
+        key = f"{dataset}/{split}"
+        comparisons = {}
+        if "graphroute" in fitted:
+            for other in ev.scores:
+                if other != "graphroute":
+                    comparisons[other] = {
+                        str(a): [round(v, 4) for v in ev.compare("graphroute", other, a)] for a in REPORT_ALPHAS
+                    }
+        results[key] = {
+            "n_queries": ev.n_queries,
+            "rows": ev.table_rows(),
+            "fit_seconds": seconds,
+            "graphroute_minus_other_reward_ci95": comparisons,
+        }
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            plot_frontiers(ev, out_dir / f"frontier_{dataset}_{split}.png", f"{key}: quality vs cost")
     return results
 
 
@@ -84,7 +101,7 @@ def format_results(results: dict[str, Any]) -> str:
     parts = []
     cols = [
         "router", "quality@1.0", "reward@1.0", "reward@0.5", "reward@0.2", "gap@1.0", "gap@0.5", "aiq", "effect_r",
-        "effect_mae",
+        "effect_mae", "cover80",
     ]  # fmt: skip
     for key, res in results.items():
         parts.append(f"## {key} ({res['n_queries']} queries)")

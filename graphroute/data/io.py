@@ -112,6 +112,7 @@ def validate_interactions(
     out[s.LLM] = _text_column(out, s.LLM, source)
     _check_effect(out, source)
     _check_bounded(out, LIMITS, source)
+    _check_propensity(out, source)
     if llms is not None:
         _check_llms(out, [m.name for m in llms], source)
     out[s.USER_ID] = _filled(out, s.USER_ID, s.ANONYMOUS_USER)
@@ -262,6 +263,19 @@ def _check_bounded(frame: pd.DataFrame, limits: dict[str, float], source: str) -
                 i = int(np.flatnonzero(outside.to_numpy())[0])
                 raise _bad_row(source, frame.index[i], column, values.iloc[i], why)
         frame[column] = values
+
+
+def _check_propensity(frame: pd.DataFrame, source: str) -> None:
+    """A logging policy's probability lies in (0, 1]; a missing one (rows the router did not choose, or an
+    older log) stays NaN."""
+    if s.PROPENSITY not in frame.columns:
+        return
+    values = _numeric(frame, s.PROPENSITY, source)
+    outside = (values <= 0) | (values > 1)
+    if outside.any():
+        i = int(np.flatnonzero(outside.to_numpy())[0])
+        raise _bad_row(source, frame.index[i], s.PROPENSITY, values.iloc[i], "propensity must lie in (0, 1]")
+    frame[s.PROPENSITY] = values
 
 
 def _check_llms(frame: pd.DataFrame, names: Sequence[str], source: str) -> None:

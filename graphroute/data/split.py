@@ -35,3 +35,20 @@ def split_by_query(frame: pd.DataFrame, val: float = 0.1, test: float = 0.0, see
         val=frame[part == "val"].reset_index(drop=True),
         test=frame[part == "test"].reset_index(drop=True),
     )
+
+
+def sparsify(frame: pd.DataFrame, k: int, seed: int = 0) -> pd.DataFrame:
+    """Keep ``k`` outcomes per query, drawn uniformly without replacement and seeded: the log a router would have
+    if it had tried k random LLMs per query instead of all of them. ``propensity`` is each kept row's chance of
+    being kept (k / outcomes of its query), so off-policy estimators can reweight it.
+    """
+    if k < 1:
+        raise ValueError(f"k: must be at least 1 (value {k!r})")
+    ids = frame[s.QUERY_ID] if s.QUERY_ID in frame.columns else frame[s.QUERY]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(frame))
+    shuffled = frame.iloc[order].assign(_id=ids.to_numpy()[order])
+    rank = shuffled.groupby("_id", sort=False).cumcount().to_numpy()
+    size = shuffled.groupby("_id", sort=False)["_id"].transform("size").to_numpy()
+    kept = shuffled[rank < k].assign(**{s.PROPENSITY: np.minimum(k / size[rank < k], 1.0)})
+    return kept.drop(columns="_id").sort_index().reset_index(drop=True)

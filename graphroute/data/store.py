@@ -30,9 +30,9 @@ from graphroute import schema as s
 from graphroute.errors import DataValidationError
 from graphroute.events import FEEDBACK, Event, FeedbackEvent, from_record
 
-COLUMNS = (s.USER_ID, s.QUERY, s.LLM, s.EFFECT, s.CHOSEN, s.COST, s.TASK, s.TOKENS_IN, s.TOKENS_OUT)
+COLUMNS = (s.USER_ID, s.QUERY, s.LLM, s.EFFECT, s.CHOSEN, s.COST, s.TASK, s.TOKENS_IN, s.TOKENS_OUT, s.PROPENSITY)
 FEEDBACK_ID = s.FEEDBACK_ID
-_TYPES = {s.EFFECT: "REAL", s.COST: "REAL", s.CHOSEN: "INTEGER", s.TOKENS_IN: "REAL", s.TOKENS_OUT: "REAL"}
+_TYPES = {c: "REAL" for c in (s.EFFECT, s.COST, s.TOKENS_IN, s.TOKENS_OUT, s.PROPENSITY)} | {s.CHOSEN: "INTEGER"}
 WRITE_LOCK = 7_231_014  # PostgreSQL advisory lock key of the store's writers
 READ_LIMIT = 5_000  # events per read of ``events_after``
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite write waits for another writer
@@ -165,7 +165,7 @@ class EventStore:
                     "AND table_schema = current_schema()",
                 ).fetchall()
             }
-        for column, kind in (("event_id", "BIGINT"), (FEEDBACK_ID, "TEXT")):
+        for column, kind in (("event_id", "BIGINT"), (FEEDBACK_ID, "TEXT"), (s.PROPENSITY, self.dialect.real)):
             if column not in have:
                 self._execute(cur, f"ALTER TABLE interactions ADD COLUMN {column} {kind}")
         if self._execute(cur, "SELECT COUNT(*) FROM interactions WHERE event_id IS NULL").fetchone()[0]:

@@ -126,3 +126,11 @@ def test_parquet_is_read_in_chunks_and_errors_name_the_row_in_the_file(tmp_path:
     write_interactions(big, path)
     with pytest.raises(DataValidationError, match=r"big\.parquet: row 778, column 'effect'.*3\.0"):
         list(iter_interactions(path, LLMS, chunk_rows=300))
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, "often"])
+def test_propensity_must_be_a_probability(bad: object) -> None:
+    with pytest.raises(DataValidationError, match=r"row 2, column 'propensity'"):
+        validate_interactions(frame(propensity=[0.5, bad]), LLMS)
+    ok = validate_interactions(frame(propensity=[0.5, None]), LLMS)
+    assert ok["propensity"].iloc[0] == 0.5 and np.isnan(ok["propensity"].iloc[1])

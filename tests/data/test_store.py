@@ -14,7 +14,7 @@ from graphroute.events import FeedbackEvent, LLMAdded, LLMEnabled
 ROWS = [
     {"user_id": "u1", "query": "What is 2+2?", "llm": "math-13b", "effect": 1.0, "chosen": True},
     {"user_id": "u1", "query": "What is 2+2?", "llm": "tiny-fast", "effect": 0.0, "chosen": False},
-    {"user_id": "u2", "query": "Say hi", "llm": "writer-8b", "chosen": True, "cost": 0.001},
+    {"user_id": "u2", "query": "Say hi", "llm": "writer-8b", "chosen": True, "cost": 0.001, "propensity": 0.25},
 ]
 
 
@@ -27,6 +27,7 @@ def check_round_trip(url: str) -> None:
     assert frame["chosen"].tolist() == [True, False, True]
     assert frame["effect"].isna().tolist() == [False, False, True]
     assert frame["cost"].iloc[2] == 0.001
+    assert frame["propensity"].isna().tolist() == [True, True, False] and frame["propensity"].iloc[2] == 0.25
     assert store.append(LLMAdded({"name": "new"}, ({"query": "q", "effect": 1.0},))) == 2
     assert store.append(LLMEnabled("tiny-fast", False)) == 3
     events = store.events_after(0)
