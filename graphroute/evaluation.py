@@ -21,8 +21,8 @@ from graphroute.metrics import (
     aiq,
     choices_from_predictions,
     effect_fit,
-    interval_coverage,
     gap_recovered,
+    interval_coverage,
     paired_bootstrap,
     score_choices,
 )

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphroute import Router
-from graphroute import evaluation
+from graphroute import Router, evaluation
 from graphroute.schema import LLMProfile
 from graphroute.uncertainty import IntervalCalibration, evidence_spread
 
