@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Generic, Self, TypeVar
 
 import numpy as np
@@ -292,14 +291,23 @@ class BaseRouter(Generic[S]):
             pick = self.explorer.pick(utility[0], a[0] * spread[i], allowed)
             order = [pick.index, *(j for j in order if j != pick.index)]
         names = self.state.llm_names
+        chance = np.zeros(len(names))
+        chance[order[0]] = 1.0
+        if pick is not None:
+            chance = pick.probabilities
         recs = [
             Recommendation(
-                names[j], float(effect[i, j]), float(cost[i, j]), float(norm[i, j]), float(utility[0, j]), rank + 1
+                names[j],
+                float(effect[i, j]),
+                float(cost[i, j]),
+                float(norm[i, j]),
+                float(utility[0, j]),
+                rank + 1,
+                propensity=float(chance[j]),
+                exploratory=rank == 0 and pick is not None and pick.exploratory,
             )
             for rank, j in enumerate(order[: max(r.k, 1)])
         ]
-        if pick is not None:
-            recs[0] = replace(recs[0], propensity=pick.propensity, exploratory=pick.exploratory)
         return recs, float(a[0]), affinity[0]
 
     # ----- explanations -----

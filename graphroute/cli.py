@@ -98,6 +98,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from graphroute.bench.report import dump_json, format_table, plot_frontiers
     from graphroute.data.io import read_interactions
     from graphroute.evaluation import evaluate
+    from graphroute.schema import PROPENSITY
 
     router = Router.load(args.run_dir)
     test = read_interactions(args.logs, router.state.llms)
@@ -108,6 +109,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train = read_interactions(args.train_logs, router.state.llms)
         for name in args.baselines:
             routers[name] = ROUTERS[name](router.config).fit(train, router.state.llms)
+    if PROPENSITY in test.columns and test[PROPENSITY].notna().any():
+        from graphroute.ope import estimates_table, evaluate_off_policy
+
+        alpha = router.config.policy.alpha if args.alpha is None else args.alpha
+        rows = estimates_table(evaluate_off_policy(routers, test, alpha))
+        print(f"off-policy estimates of mean reward per query at alpha {alpha} (the log's propensities):")
+        print(format_table(rows))
+        if args.json:
+            dump_json(rows, args.json)
+        return 0
     ev = evaluate(routers, test)
     print(format_table(ev.table_rows()))
     png = Path(args.png or Path(args.run_dir) / "frontier.png")
@@ -299,7 +310,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     check_saved(Path(args.run_dir))  # a broken folder is one line here, not a traceback from the server's start-up
     try:
-        settings = ServeSettings(router_dir=args.run_dir, **({"store_url": args.store} if args.store else {}))
+        overrides: dict[str, Any] = {"store_url": args.store} if args.store else {}
+        if args.explore:
+            overrides["exploration"] = {"method": args.explore, "budget": args.explore_budget}
+        settings = ServeSettings(router_dir=args.run_dir, **overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "settings"
@@ -406,13 +420,20 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         "Score a saved router on a test log (table, frontier PNG, JSON).",
         "Quality, cost, reward at alpha 1 / 0.5 / 0.2, gap recovered and AIQ, beside the oracle; optional "
-        "baselines fitted on the router's training log.",
+        "baselines fitted on the router's training log. A log with a propensity column (what a router logged while "
+        "exploring: one outcome per query) gets off-policy estimates instead: IPS, self-normalised IPS and doubly "
+        "robust, with 95 % bootstrap intervals.",
     )
     _add_run_dir(p)
     p.add_argument("logs", type=Path, metavar="TEST_LOGS", help="Test log; each query should list several LLMs.")
     baselines = [name for name in ROUTERS if name != "graphroute"]
     p.add_argument("--baselines", nargs="*", default=[], choices=baselines, metavar="NAME", help=", ".join(baselines))
     p.add_argument("--train-logs", type=Path, help="Training log for the baselines (needed with --baselines).")
+    p.add_argument(
+        "--alpha",
+        type=_unit,
+        help="Trade-off of the off-policy estimates (a log with a propensity column); default: the router config's.",
+    )
     p.add_argument("--png", type=_output_file, help="Frontier plot path (default RUN_DIR/frontier.png).")
     p.add_argument("--json", type=_output_file, help="Also write the table as JSON here.")
     _add_common(p)
@@ -478,6 +499,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="Event store: postgresql://… (replicas share one), sqlite:///… or a file path; default "
         "graphroute-events.sqlite beside RUN_DIR (in its parent folder), so a retrain into a new folder keeps it.",
+    )
+    p.add_argument(
+        "--explore",
+        choices=["none", "epsilon", "thompson", "ucb"],
+        help="Explore while routing (route answers then carry each choice's propensity, and feedback naming the "
+        "request stores it); default: the router config's exploration (GRAPHROUTE_EXPLORATION).",
+    )
+    p.add_argument(
+        "--explore-budget",
+        type=_unit,
+        default=0.02,
+        metavar="B",
+        help="With --explore: most predicted utility given up per request, on average (default 0.02).",
     )
     p.set_defaults(func=cmd_serve)
 

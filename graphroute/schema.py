@@ -167,7 +167,7 @@ class Recommendation:
     normalized_cost: float
     utility: float
     rank: int
-    propensity: float = 1.0  # the chance this LLM was chosen (rank 1 under exploration; 1 when greedy)
+    propensity: float = 1.0  # the chance the router had of choosing this LLM first (greedy: 1 for rank 1, else 0)
     exploratory: bool = False  # chosen by exploration instead of as the predicted best
 
 

@@ -35,7 +35,9 @@ def create_app(settings: ServeSettings | None = None, served: Served | None = No
         state.model = ModelThread()
         state.store = await asyncio.to_thread(open_store, settings.store_location())
         logger.info("event store: %s", state.store.location)
-        start = served or await state.model.run(Served.load, settings.router_dir, settings.embedding_cache_items)
+        start = served or await state.model.run(
+            Served.load, settings.router_dir, settings.embedding_cache_items, settings.exploration
+        )
         state.follower = EventFollower(
             lambda: state.served,
             state.store,

@@ -29,6 +29,7 @@ class Decision:
     user_id: str
     query: str
     llm: str
+    propensity: float | None = None  # the chance the router had of choosing llm (None: not the router's draw)
 
 
 class Decisions:
@@ -43,9 +44,9 @@ class Decisions:
         self._by_id: OrderedDict[str, Decision] = OrderedDict()
         self._by_query: dict[tuple[str, str], str] = {}
 
-    def record(self, user_id: str, query: str, llm: str) -> str:
+    def record(self, user_id: str, query: str, llm: str, propensity: float | None = None) -> str:
         request_id = uuid.uuid4().hex
-        self._by_id[request_id] = Decision(user_id, query, llm)
+        self._by_id[request_id] = Decision(user_id, query, llm, propensity)
         self._by_query[(user_id, query)] = request_id
         while len(self._by_id) > self.max_items:
             old_id, old = self._by_id.popitem(last=False)

@@ -46,8 +46,15 @@ def _response(
 ) -> sc.RouteResponse:
     request_id = note_route(request.app.state, body.user_id or ANONYMOUS_USER, body.query, recs[0].llm, recs[0])
     ranking = [sc.RankedLLM(**r.__dict__) for r in recs]
+    first = recs[0]
     return sc.RouteResponse(
-        model_version=version, llm=recs[0].llm, ranking=ranking, request_id=request_id, explanation=explanation
+        model_version=version,
+        llm=first.llm,
+        exploratory=first.exploratory,
+        propensity=first.propensity,
+        ranking=ranking,
+        request_id=request_id,
+        explanation=explanation,
     )
 
 
@@ -120,6 +127,8 @@ def _resolved(rows: list[sc.FeedbackRow], decisions: Decisions) -> list[dict[str
                 )
             for key, value in (("user_id", decision.user_id), ("query", decision.query), ("llm", decision.llm)):
                 data.setdefault(key, value)
+            if data["llm"] == decision.llm and decision.propensity is not None:
+                data.setdefault("propensity", decision.propensity)  # the outcome of the choice that was drawn
         out.append(data)
     return out
 
@@ -205,7 +214,9 @@ def reload(request: Request, background: BackgroundTasks) -> dict[str, str]:
 
     async def swap() -> None:
         try:
-            new = await state.model.run(Served.load, folder, state.settings.embedding_cache_items)
+            new = await state.model.run(
+                Served.load, folder, state.settings.embedding_cache_items, state.settings.exploration
+            )
             report = await state.follower.replay(new)
             state.served = new  # one reference assignment: atomic for readers
             await state.follower.sync()  # events stored while the new router was replaying

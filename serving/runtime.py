@@ -22,9 +22,11 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from graphroute import Router
+from graphroute.config import ExplorationConfig
 from graphroute.encoders import MemoryCache, make_encoder
 from graphroute.errors import GraphRouteError
 from graphroute.events import Event, FeedbackEvent
+from graphroute.exploration import Explorer
 from graphroute.replay import ReplayReport, apply_events, valid_rows
 from graphroute.schema import Recommendation, RouteRequest
 
@@ -142,9 +144,12 @@ class Served:
         return left
 
     @classmethod
-    def load(cls, folder: Path, cache_items: int = 20_000) -> Served:
-        """Load a router folder for serving: its encoder gets a bounded in-memory cache (never the on-disk one)."""
+    def load(cls, folder: Path, cache_items: int = 20_000, exploration: ExplorationConfig | None = None) -> Served:
+        """Load a router folder for serving: its encoder gets a bounded in-memory cache (never the on-disk one);
+        ``exploration`` replaces the router config's."""
         router = Router.load(folder)
+        if exploration is not None:
+            router.explorer = Explorer(exploration)
         router.state.encoder = MemoryCache(make_encoder(router.config.encoder, cache_vectors=False), cache_items)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
         router.predict_outcomes(["warm-up"])  # build the inference cache before the first request

@@ -36,11 +36,24 @@ class RankedLLM(BaseModel):
     normalized_cost: float
     utility: float
     rank: int
+    propensity: float = Field(
+        default=1.0,
+        description="The chance the router had of choosing this LLM (without exploration: 1 for the first, 0 after).",
+    )
+    exploratory: bool = Field(default=False, description="Chosen by exploration, not as the predicted best.")
 
 
 class RouteResponse(BaseModel):
     model_version: str
     llm: str = Field(description="The top choice.")
+    exploratory: bool = Field(
+        default=False, description="Whether the choice explored (an LLM other than the predicted best)."
+    )
+    propensity: float = Field(
+        default=1.0,
+        description="The chance the router had of choosing `llm` for this request (1 without exploration); stored "
+        "with the outcome when feedback names this request_id.",
+    )
     ranking: list[RankedLLM]
     request_id: str = Field(description="Names this decision in /v1/feedback (while the server remembers it).")
     explanation: dict[str, Any] | None = Field(

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from graphroute.config import ExplorationConfig
+
 DEFAULT_STORE_NAME = "graphroute-events.sqlite"
 
 
@@ -74,6 +76,12 @@ class ServeSettings(BaseSettings):
         ge=0,
         description="How long feedback on queries this server did not just route (a bulk upload) waits, at most, "
         "for a pause in routing (routing goes first on a busy server; feedback on a routed query never waits).",
+    )
+    exploration: ExplorationConfig | None = Field(
+        default=None,
+        description='How routing explores here, as JSON (e.g. {"method": "thompson", "budget": 0.02}; '
+        "fields as the router config's `exploration`); unset: the router config's. Its budget account starts "
+        "afresh at each start-up and reload.",
     )
     max_pending_rows: int = Field(
         default=50_000, gt=0, description="Feedback rows waiting to be folded before feedback gets 503."

@@ -93,5 +93,7 @@ def note_route(state: Any, user_id: str, query: str, llm: str, chosen: Recommend
     the traffic view); returns the decision's request id."""
     state.metrics.chosen.labels(llm).inc()
     state.traffic.routed(llm, chosen.effect if chosen else None, chosen.cost if chosen else None)
-    request_id: str = state.decisions.record(user_id, query, llm)
+    drawn = chosen is not None and chosen.llm == llm and chosen.propensity > 0
+    propensity = chosen.propensity if drawn and chosen is not None else None
+    request_id: str = state.decisions.record(user_id, query, llm, propensity)
     return request_id

@@ -5,10 +5,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from graphroute.data.io import write_catalog, write_interactions
+from graphroute import Router
+from graphroute.data.io import validate_interactions, write_catalog, write_interactions
+from graphroute.data.split import sparsify
 from graphroute.data.synthetic import make_demo_logs
 from tests.conftest import cli
 
@@ -277,3 +280,17 @@ def test_explain_prints_a_table_or_json(trained: Path, capsys: pytest.CaptureFix
         assert sum(r["effect_terms"].values()) == pytest.approx(r["effect_logit"], abs=1e-5)
     assert_clean_error(in_process(capsys, "explain", trained, query, "--alpha", "2"), "--alpha", "[0, 1]")
     assert_clean_error(in_process(capsys, "explain", trained, " "), "query", "empty")
+
+
+def test_eval_on_a_log_with_propensities_gives_off_policy_estimates(
+    fitted_router: Router, dense_test: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    fitted_router.save(run)
+    logged = sparsify(validate_interactions(dense_test), 1, seed=0)
+    logged.to_csv(tmp_path / "bandit.csv", index=False)
+    result = in_process(capsys, "eval", run, tmp_path / "bandit.csv", "--alpha", "0.5", "--json", tmp_path / "o.json")
+    assert result.returncode == 0, result.stderr
+    assert "off-policy estimates" in result.stdout and "dr 95%" in result.stdout
+    rows = json.loads((tmp_path / "o.json").read_text())
+    assert rows[0]["router"] == "graphroute" and all(np.isfinite(rows[0][k]) for k in ("ips", "snips", "dr"))

@@ -1,0 +1,146 @@
+"""Off-policy evaluation: what reward a router would have earned, estimated from a log of another policy's choices.
+
+A deployed router's log holds, per query, only the outcome of the LLM it chose (bandit feedback), and the choices
+are biased towards what it already believed. Scoring a new router on that log by "its choice's outcome where it
+happens to be logged" is biased too. With the logging policy's probability of each logged choice (the
+``propensity`` column) three standard estimators are unbiased or nearly so:
+
+- IPS (inverse propensity scoring): the logged reward, weighted by 1 / propensity where the router would have
+  made the logged choice, 0 elsewhere;
+- SNIPS (self-normalised IPS): IPS divided by the mean weight: a little bias, much less variance;
+- DR (doubly robust): the router's own predicted reward for its choice, corrected by the IPS-weighted error of
+  its prediction on the logged choice: unbiased when either the propensities or the predictions are right.
+
+The unit is the query: a query with several logged outcomes (k random LLMs each with its own propensity) adds its
+rows' weighted terms. Intervals are 95 % bootstrap intervals over queries. Definitions in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from graphroute import policy
+from graphroute import schema as s
+from graphroute.base import BaseRouter
+from graphroute.costs import fill_costs
+from graphroute.data.io import validate_interactions
+from graphroute.data.tables import LogTables
+from graphroute.errors import DataValidationError
+
+ESTIMATORS = ("ips", "snips", "dr")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One estimate of a router's mean reward per query, with its 95 % bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class LoggedRewards:
+    """A bandit log reduced to what the estimators read, one row per logged outcome. Shapes: (R,) each, except
+    ``n_queries``; ``query`` indexes the query of each row."""
+
+    query: np.ndarray
+    llm: np.ndarray
+    reward: np.ndarray
+    propensity: np.ndarray
+    n_queries: int
+
+
+def estimates(
+    logged: LoggedRewards,
+    choice: np.ndarray,
+    predicted: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """IPS, SNIPS and DR estimates of the mean reward of a deterministic policy.
+
+    Shapes: choice (Q,) the policy's LLM per query; predicted (Q, L) the policy's own predicted reward of every LLM
+    (the DR model).
+    """
+    q = logged.query
+    match = (choice[q] == logged.llm).astype(float)
+    weight = match / logged.propensity
+    n = logged.n_queries
+    ips_q = np.bincount(q, weight * logged.reward, minlength=n)
+    weight_q = np.bincount(q, weight, minlength=n)
+    correction = np.bincount(q, weight * (logged.reward - predicted[q, logged.llm]), minlength=n)
+    dr_q = predicted[np.arange(n), choice] + correction
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_boot, n))
+
+    def snips(rows: np.ndarray) -> np.ndarray:
+        total = weight_q[rows].sum(axis=-1)
+        return np.where(total > 0, ips_q[rows].sum(axis=-1) / np.maximum(total, 1e-12), np.nan)
+
+    out = {}
+    for name, point, boot in (
+        ("ips", ips_q.mean(), ips_q[draws].mean(axis=1)),
+        ("snips", float(snips(np.arange(n))), snips(draws)),
+        ("dr", dr_q.mean(), dr_q[draws].mean(axis=1)),
+    ):
+        low, high = np.nanquantile(boot, [0.025, 0.975])
+        out[name] = Estimate(float(point), float(low), float(high))
+    return out
+
+
+def logged_rewards(router: BaseRouter, log: pd.DataFrame, alpha: float) -> tuple[LoggedRewards, LogTables]:
+    """The rated rows of a log with propensities, as rewards at ``alpha`` on the router's cost scale, with the
+    log's tables (whose query rows ``query`` indexes). Rows without a propensity or an effect are left out."""
+    st = router.state
+    frame = fill_costs(validate_interactions(log, st.llms, source="log"), st.llms, st.encoder)
+    if s.PROPENSITY not in frame.columns or frame[s.PROPENSITY].isna().all():
+        raise DataValidationError(
+            "log: off-policy evaluation needs a propensity column (the logging policy's chance of each logged choice)"
+        )
+    frame = frame[frame[s.PROPENSITY].notna() & frame[s.EFFECT].notna()].reset_index(drop=True)
+    if frame.empty:
+        raise DataValidationError("log: no row has both an effect and a propensity")
+    tables = st.to_tables(frame)
+    f = tables.frame
+    q, llm = f["q"].to_numpy(dtype=int), f["l"].to_numpy(dtype=int)
+    tasks = [tables.queries.tasks[i] for i in q]
+    norm = st.cost_scaler.transform(f[s.COST].to_numpy(dtype=float)[:, None], tasks)[:, 0]
+    reward = alpha * f[s.EFFECT].to_numpy(dtype=float) - (1.0 - alpha) * norm
+    rewards = LoggedRewards(q, llm, reward, f[s.PROPENSITY].to_numpy(dtype=float), len(tables.query_ids))
+    return rewards, tables
+
+
+def evaluate_off_policy(
+    routers: Mapping[str, BaseRouter], log: pd.DataFrame, alpha: float = 0.5, n_boot: int = 2000, seed: int = 0
+) -> dict[str, dict[str, Estimate]]:
+    """Each router's estimated mean reward per query at ``alpha`` on a log with propensities (all routers fitted
+    on the same catalog)."""
+    policy.check_alpha(alpha)
+    logged, tables = logged_rewards(next(iter(routers.values())), log, alpha)
+    out = {}
+    for name, router in routers.items():
+        effect, cost = router.predict_outcomes(tables.queries)
+        norm = router.state.cost_scaler.transform(cost, tables.queries.tasks)
+        utility = policy.utilities(effect, norm, alpha)
+        choice = policy.choose(utility, router.state.enabled)
+        predicted = alpha * effect - (1.0 - alpha) * norm
+        out[name] = estimates(logged, choice, predicted, n_boot, seed)
+    return out
+
+
+def estimates_table(results: Mapping[str, Mapping[str, Estimate]]) -> list[dict[str, object]]:
+    """One row per router: each estimator's value and interval."""
+    rows: list[dict[str, object]] = []
+    for name, found in results.items():
+        row: dict[str, object] = {"router": name}
+        for estimator in ESTIMATORS:
+            e = found[estimator]
+            row[estimator] = round(e.value, 4)
+            row[f"{estimator} 95%"] = f"[{e.low:.4f}, {e.high:.4f}]"
+        rows.append(row)
+    return rows
