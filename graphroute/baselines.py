@@ -173,6 +173,43 @@ class RidgeRouter(_CatalogCost):
         return np.clip(_affine(batch.emb, self.weights_), 0.0, 1.0), self._cost(batch)
 
 
+class LinUCBRouter(_CatalogCost):
+    """LinUCB's model (the standard contextual-bandit router): per LLM, a ridge regression (strength 1) from the
+    query embedding and a constant to the effect, with the spread sqrt(x' A⁻¹ x) of its estimate, where A is the
+    LLM's regularised design matrix. Routed with ``exploration.method: ucb`` it is LinUCB with a cost-aware
+    reward (alpha × (effect + beta × spread) − (1 − alpha) × cost)."""
+
+    l2 = 1.0
+
+    def _learn(self, train: LogTables, val: LogTables) -> None:
+        self._fit_cost(train)
+        both = train.concat(val)
+        x = _with_constant(both.queries.emb)
+        y = both.outcome_matrix(len(self.state.llms))
+        prior = float(np.nanmean(both.frame[s.EFFECT])) if both.frame[s.EFFECT].notna().any() else 0.5
+        self.inverse_, weights = [], []
+        for j in range(y.shape[1]):
+            seen = ~np.isnan(y[:, j])
+            inverse = np.linalg.inv(x[seen].T @ x[seen] + self.l2 * np.eye(x.shape[1]))
+            # the constant starts at the log's mean effect, so an LLM with few outcomes is predicted near it
+            weights.append(inverse @ (x[seen].T @ (y[seen, j] - prior)))
+            self.inverse_.append(inverse)
+        self.weights_, self.prior_ = np.stack(weights, axis=1), prior
+
+    def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
+        return np.clip(_with_constant(batch.emb) @ self.weights_ + self.prior_, 0.0, 1.0), self._cost(batch)
+
+    def _predict_spread(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        effect, cost = self._predict(batch)
+        x = _with_constant(batch.emb)
+        spread = np.stack([np.sqrt(np.einsum("nd,de,ne->n", x, inv, x)) for inv in self.inverse_], axis=1)
+        return effect, cost, spread
+
+
+def _with_constant(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([x.astype(float), np.ones((len(x), 1))], axis=1)
+
+
 def _ridge(x: np.ndarray, y: np.ndarray, l2: float, fill: float) -> np.ndarray:
     """Weights (D + 1,) of a ridge fit on the rows where y is observed, the intercept unpenalised and centred;
     with no rows, the constant ``fill``."""
@@ -340,6 +377,7 @@ ROUTERS: dict[str, type[BaseRouter[Any]]] = {
     "knn": KNNRouter,
     "knn-task": TaskKNNRouter,
     "ridge": RidgeRouter,
+    "linucb": LinUCBRouter,
     "logreg": LogRegRouter,
     "mlp": MLPRouter,
     "mf": MFRouter,

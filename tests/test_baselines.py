@@ -6,8 +6,12 @@ import pytest
 
 from graphroute import RouterConfig
 from graphroute.baselines import ROUTERS
+from graphroute.data.io import validate_interactions
+from graphroute.data.split import sparsify
+from graphroute.data.synthetic import make_demo_logs
 from graphroute.errors import NotFittedError
 from graphroute.evaluation import evaluate
+from graphroute.schema import LLMProfile
 
 QUERIES = ["Write a SQL query that selects the unique rows from table t12.", "Who wrote the novel about the whale?"]
 
@@ -73,3 +77,27 @@ def test_learned_baseline_depends_only_on_its_seed(
     torch.manual_seed(2)
     b = ROUTERS[name](fast_config).fit(logs, llms).predict_outcomes(QUERIES)[0]
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_every_router_fits_a_log_with_one_outcome_per_query(
+    name: str, demo: tuple[pd.DataFrame, list[LLMProfile]], fast_config: RouterConfig
+) -> None:
+    logs, llms = demo
+    dense = validate_interactions(make_demo_logs(n_queries=300, n_users=8, per_query=None, seed=3)[0])
+    bandit = sparsify(dense, 1, seed=0)
+    assert bandit.groupby("query_id").size().max() == 1
+    effect, cost = ROUTERS[name](fast_config).fit(bandit, llms).predict_outcomes(QUERIES)
+    assert effect.shape == (len(QUERIES), len(llms)) and np.isfinite(effect).all() and np.isfinite(cost).all()
+
+
+def test_linucb_spread_shrinks_with_an_llms_outcomes(
+    demo: tuple[pd.DataFrame, list[LLMProfile]], fast_config: RouterConfig
+) -> None:
+    logs, llms = demo
+    dense = validate_interactions(make_demo_logs(n_queries=300, n_users=8, per_query=None, seed=3)[0])
+    rare = llms[0].name
+    keep = (dense["llm"] != rare) | (dense["query_id"].isin(dense["query_id"].unique()[:10]))
+    router = ROUTERS["linucb"](fast_config).fit(dense[keep], llms)
+    _, _, spread = router.predict_spread(QUERIES)
+    assert (spread[:, 0] > 1.5 * np.delete(spread, 0, axis=1).max(axis=1)).all()
