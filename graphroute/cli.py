@@ -136,6 +136,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     needed = {
         "routing": args.datasets,
         "held-out-tasks": args.datasets,
+        "online": args.datasets,
         "new-llm": ["llmrouter-9llm", *args.datasets],
         "service": [],
         "scale": [],
@@ -186,6 +187,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = run_scale(args.sizes)
         print(format_scale(results))
         plot_scale(results, out / "scale.png")
+    elif args.protocol == "online":
+        from graphroute.bench.online import OnlineSetup, demo_benchmark, format_online, run_online
+        from graphroute.bench.routing import DATASETS
+
+        assert root is not None
+        benches = {name: DATASETS[name](root / name) for name in args.datasets} | {"demo": demo_benchmark()}
+        setup = OnlineSetup(
+            retrain_every=args.retrain_every, max_stream=args.max_stream, budget=args.explore_budget
+        )  # fmt: skip
+        results = run_online(benches, _config(args), setup, args.seeds, out_dir=out)
+        print(format_online(results))
     else:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
 
@@ -446,12 +458,15 @@ def build_parser() -> argparse.ArgumentParser:
         "paired-bootstrap intervals. held-out-tasks: unseen tasks from the train logs alone, each task held out in "
         "turn. users (P3): simulated users on llmrouter-9llm, personalised vs user-agnostic routing, new users from "
         "k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held out of training and onboarded from its "
-        "description, then with 10 and 50 probes. service (P4): `graphroute serve` on 127.0.0.1 under single and "
+        "description, then with 10 and 50 probes. online (P6): a simulated deployment that sees only its own choices' "
+        "outcomes, from a 10 % seed log, retrained every --retrain-every queries: greedy, epsilon, Thompson, LinUCB, "
+        "uniform logging and full information, --seeds, on the sets and the demo logs. "
+        "service (P4): `graphroute serve` on 127.0.0.1 under single and "
         "16 concurrent clients, beside bare embedding, and with feedback. embedding: query-embedding speed of each "
         "runtime (torch, onnx, onnx-int8). scale (P5): generated logs of --sizes interactions; read, graph build, "
         "one epoch, inference, peak RSS, a plot. Benchmark sets are read from --data-root (env GRAPHROUTE_DATA).",
     )
-    protocols = ["routing", "held-out-tasks", "users", "new-llm", "service", "embedding", "scale"]
+    protocols = ["routing", "held-out-tasks", "users", "new-llm", "online", "service", "embedding", "scale"]
     p.add_argument("protocol", choices=protocols, help="The benchmark to run: " + ", ".join(protocols) + ".")
     p.add_argument(
         "--sizes", nargs="*", type=_positive, default=[10_000, 100_000, 1_000_000], help="Log sizes (scale)."
@@ -465,6 +480,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="routing: also train on each set's train log with only K random outcomes per query (bandit-style "
         "logs; e.g. --sparse 1 2); test logs stay dense.",
+    )
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="online: seeds (default 0 1 2).")
+    p.add_argument(
+        "--retrain-every", type=_positive, default=500, metavar="N", help="online: retrain after N queries (500)."
+    )
+    p.add_argument(
+        "--max-stream", type=_positive, metavar="N", help="online: stream at most N queries (default: every one)."
+    )
+    p.add_argument(
+        "--explore-budget",
+        type=_unit,
+        default=0.03,
+        metavar="B",
+        help="online: utility budget of the exploring policies (default 0.03).",
     )
     p.add_argument(
         "--data-root",
