@@ -102,6 +102,12 @@ def save_state(state: GNNState, config: RouterConfig, path: Path) -> None:
     (path / "users.json").write_text(json.dumps(prefs))
 
 
+def read_events_cursor(path: Path) -> EventCursor | None:
+    """The store position a saved router includes, read without loading it."""
+    vocab = json.loads((path / "vocab.json").read_text())
+    return EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None
+
+
 def check_saved(path: Path) -> None:
     """Cheap checks of a saved router without loading it: every file there, config.json readable and of this
     format, the weights' header readable. Raises CorruptRouterError naming what is wrong."""

@@ -209,6 +209,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import asdict
+
+    from graphroute.data.io import read_catalog, read_interactions
+    from graphroute.data.store import open_store
+    from graphroute.learning import CURRENT, learn_once, new_feedback_rows, served_cursor
+
+    if not args.store:
+        raise GraphRouteError("learn: give --store or set GRAPHROUTE_STORE_URL (the event store the server writes)")
+    store = open_store(args.store)
+    llms = read_catalog(args.llms)
+    logs = read_interactions(args.logs, None)  # the store may onboard LLMs the catalog file lacks
+    root, config = Path(args.root), _config(args)
+    trained_after = served_cursor(root, store)
+    while True:
+        if not (root / CURRENT).exists() or new_feedback_rows(store, trained_after) >= args.every:
+            decision = learn_once(root, logs, llms, store, config, args.holdout, args.min_held_out)
+            print(json.dumps(asdict(decision)), flush=True)
+            trained_after = decision.store_event
+            if decision.swapped and args.server:
+                _reload(args.server, os.environ.get("GRAPHROUTE_API_KEY"))
+        if args.once:
+            return 0
+        time.sleep(args.poll)
+
+
+def _reload(server: str, key: str | None) -> None:
+    """Ask a running server to load ``current`` again (it keeps serving the old router until the new one is up)."""
+    import httpx
+
+    try:
+        answer = httpx.post(f"{server.rstrip('/')}/v1/admin/reload", headers={"x-api-key": key or ""}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise GraphRouteError(f"learn: server {server} unreachable for the reload: {type(exc).__name__}") from exc
+    if answer.status_code >= 300:
+        raise GraphRouteError(f"learn: server {server} refused the reload ({answer.status_code}: {answer.text[:200]})")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from graphroute import Router
 
@@ -506,6 +545,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_folder, default=Path("runs/bench"), help="Folder for JSON and PNGs (runs/bench).")
     _add_common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = command(
+        "learn",
+        "Keep a served router learning: retrain from the base log and the event store once N new outcomes have "
+        "arrived, and swap in the new router only when it is not worse.",
+        "ROOT holds the routers (router-1, router-2, …) and `current`, a link to the one to serve: run "
+        "`graphroute serve ROOT/current`. Each round trains a candidate on LOGS plus the store, less the newest "
+        "outcomes that carry a propensity (routing with exploration gives them one); both routers' rewards on "
+        "those are estimated off-policy (doubly robust), and the candidate is linked as current only when its "
+        "estimate is not below the served router's beyond the noise (paired 95 % interval); then the server at "
+        "--server is told to reload. Every "
+        "decision is a JSON line on stdout and in ROOT/learn.jsonl. With no router in ROOT, the first is trained "
+        "on everything.",
+    )
+    p.add_argument("root", type=Path, metavar="ROOT", help="Deployment folder (created if missing).")
+    p.add_argument("logs", type=Path, metavar="LOGS", help="Base interaction log (CSV, JSONL or Parquet).")
+    p.add_argument("--llms", type=Path, required=True, help="LLM catalog, YAML or JSON.")
+    p.add_argument(
+        "--store",
+        default=os.environ.get("GRAPHROUTE_STORE_URL"),
+        metavar="URL",
+        help="The event store the server writes (default: env GRAPHROUTE_STORE_URL).",
+    )
+    p.add_argument("--every", type=_positive, default=1000, metavar="N", help="Retrain after N new outcomes (1000).")
+    p.add_argument("--holdout", type=_unit, default=0.2, help="Share of the new outcomes held out for the check (0.2).")
+    p.add_argument("--min-held-out", type=_positive, default=30, help="Fewest held-out outcomes to decide on (30).")
+    p.add_argument("--poll", type=float, default=30.0, help="Seconds between looks at the store (30).")
+    p.add_argument("--once", action="store_true", help="Look once (train if due) and exit.")
+    p.add_argument("--server", metavar="URL", help="Server to reload after a swap (write key: GRAPHROUTE_API_KEY).")
+    _add_common(p)
+    p.set_defaults(func=cmd_learn)
 
     p = command(
         "serve",

@@ -30,6 +30,7 @@ from graphroute.costs import fill_costs
 from graphroute.data.io import validate_interactions
 from graphroute.data.tables import LogTables
 from graphroute.errors import DataValidationError
+from graphroute.metrics import paired_bootstrap
 
 ESTIMATORS = ("ips", "snips", "dr")
 
@@ -67,30 +68,36 @@ def estimates(
     Shapes: choice (Q,) the policy's LLM per query; predicted (Q, L) the policy's own predicted reward of every LLM
     (the DR model).
     """
-    q = logged.query
-    match = (choice[q] == logged.llm).astype(float)
-    weight = match / logged.propensity
+    terms = per_query_terms(logged, choice, predicted)
     n = logged.n_queries
-    ips_q = np.bincount(q, weight * logged.reward, minlength=n)
-    weight_q = np.bincount(q, weight, minlength=n)
-    correction = np.bincount(q, weight * (logged.reward - predicted[q, logged.llm]), minlength=n)
-    dr_q = predicted[np.arange(n), choice] + correction
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_boot, n))
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
     def snips(rows: np.ndarray) -> np.ndarray:
-        total = weight_q[rows].sum(axis=-1)
-        return np.where(total > 0, ips_q[rows].sum(axis=-1) / np.maximum(total, 1e-12), np.nan)
+        total = terms["weight"][rows].sum(axis=-1)
+        return np.where(total > 0, terms["ips"][rows].sum(axis=-1) / np.maximum(total, 1e-12), np.nan)
 
     out = {}
     for name, point, boot in (
-        ("ips", ips_q.mean(), ips_q[draws].mean(axis=1)),
+        ("ips", terms["ips"].mean(), terms["ips"][draws].mean(axis=1)),
         ("snips", float(snips(np.arange(n))), snips(draws)),
-        ("dr", dr_q.mean(), dr_q[draws].mean(axis=1)),
+        ("dr", terms["dr"].mean(), terms["dr"][draws].mean(axis=1)),
     ):
         low, high = np.nanquantile(boot, [0.025, 0.975])
         out[name] = Estimate(float(point), float(low), float(high))
     return out
+
+
+def per_query_terms(logged: LoggedRewards, choice: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Each query's IPS term, importance weight and DR term (their means are the estimates). Shapes: → (Q,)."""
+    q = logged.query
+    weight = (choice[q] == logged.llm).astype(float) / logged.propensity
+    n = logged.n_queries
+    correction = np.bincount(q, weight * (logged.reward - predicted[q, logged.llm]), minlength=n)
+    return {
+        "ips": np.bincount(q, weight * logged.reward, minlength=n),
+        "weight": np.bincount(q, weight, minlength=n),
+        "dr": predicted[np.arange(n), choice] + correction,
+    }
 
 
 def logged_rewards(router: BaseRouter, log: pd.DataFrame, alpha: float) -> tuple[LoggedRewards, LogTables]:
@@ -116,20 +123,41 @@ def logged_rewards(router: BaseRouter, log: pd.DataFrame, alpha: float) -> tuple
 
 
 def evaluate_off_policy(
-    routers: Mapping[str, BaseRouter], log: pd.DataFrame, alpha: float = 0.5, n_boot: int = 2000, seed: int = 0
+    routers: Mapping[str, BaseRouter],
+    log: pd.DataFrame,
+    alpha: float = 0.5,
+    n_boot: int = 2000,
+    seed: int = 0,
+    differences: dict[str, Estimate] | None = None,
 ) -> dict[str, dict[str, Estimate]]:
-    """Each router's estimated mean reward per query at ``alpha`` on a log with propensities (all routers fitted
-    on the same catalog)."""
+    """Each router's estimated mean reward per query at ``alpha`` on a log with propensities. The log is read with
+    the first router's catalog; the others may know fewer LLMs (a router trained before one was onboarded) but
+    must not choose one the first does not know. ``differences``, when given, receives for every other router the
+    paired DR estimate of (first − other) over the same queries: far narrower than the two intervals apart."""
     policy.check_alpha(alpha)
-    logged, tables = logged_rewards(next(iter(routers.values())), log, alpha)
-    out = {}
+    first = next(iter(routers.values()))
+    logged, tables = logged_rewards(first, log, alpha)
+    names = first.state.llm_names
+    out, dr_terms = {}, {}
     for name, router in routers.items():
         effect, cost = router.predict_outcomes(tables.queries)
         norm = router.state.cost_scaler.transform(cost, tables.queries.tasks)
         utility = policy.utilities(effect, norm, alpha)
-        choice = policy.choose(utility, router.state.enabled)
-        predicted = alpha * effect - (1.0 - alpha) * norm
+        own = router.state.llm_names
+        choice = np.array([names.index(own[j]) for j in policy.choose(utility, router.state.enabled)])
+        # the router's predicted rewards in the first router's catalog order (0 for an LLM it does not know)
+        predicted = np.zeros((len(tables.query_ids), len(names)))
+        for j, llm in enumerate(own):
+            if llm in names:
+                predicted[:, names.index(llm)] = alpha * effect[:, j] - (1.0 - alpha) * norm[:, j]
         out[name] = estimates(logged, choice, predicted, n_boot, seed)
+        dr_terms[name] = per_query_terms(logged, choice, predicted)["dr"]
+    if differences is not None:
+        names_ = list(routers)
+        for other in names_[1:]:
+            diff = dr_terms[names_[0]] - dr_terms[other]
+            mean, low, high = paired_bootstrap(diff, np.zeros_like(diff), n_boot, seed)
+            differences[other] = Estimate(mean, low, high)
     return out
 
 

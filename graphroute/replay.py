@@ -120,6 +120,8 @@ class StoreLog:
     enabled: dict[str, bool]
     cursor: EventCursor
     report: ReplayReport
+    row_events: list[int] = field(default_factory=list)  # the event id of each row of ``rows``
+    location: str = "store"  # where it was read (error messages name it)
 
 
 def store_log(store: EventStore, llms: Sequence[LLMProfile]) -> StoreLog:
@@ -127,6 +129,7 @@ def store_log(store: EventStore, llms: Sequence[LLMProfile]) -> StoreLog:
     checks, onboarded LLMs that the catalog lacks (their probes become log rows), and the last enable state of each
     LLM."""
     catalog, rows, enabled = list(llms), [], {}
+    row_events: list[int] = []
     report = ReplayReport()
     while events := store.events_after(report.last_event):
         for event in events:
@@ -140,11 +143,13 @@ def store_log(store: EventStore, llms: Sequence[LLMProfile]) -> StoreLog:
                 _add_to_catalog(event, catalog, rows, report)
             else:
                 enabled[event.name] = event.enabled
+            row_events.extend([event.id] * (len(rows) - len(row_events)))
             report.applied += 1
             report.last_event = event.id
     report.rows = len(rows)
     frame = pd.DataFrame(rows).drop(columns=[s.FEEDBACK_ID], errors="ignore")
-    return StoreLog(frame, catalog, enabled, EventCursor(store.store_id, report.last_event), report)
+    cursor = EventCursor(store.store_id, report.last_event)
+    return StoreLog(frame, catalog, enabled, cursor, report, row_events, store.location)
 
 
 def _add_to_catalog(
@@ -166,12 +171,17 @@ def fit_with_store(router: Router, logs: pd.DataFrame, llms: Sequence[LLMProfile
     """Fit on a base log plus everything the store holds (feedback, onboarded LLMs and their probes), set the
     stored enable states, and remember the store's last event so that serving replays only newer ones."""
     extra = store_log(store, llms)
+    fit_with_store_log(router, logs, extra)
+    return extra.report
+
+
+def fit_with_store_log(router: Router, logs: pd.DataFrame, extra: StoreLog) -> None:
+    """``fit_with_store`` on a store already read (``extra.rows`` may be a part of what it holds)."""
     if len(extra.rows):
-        served = validate_interactions(extra.rows, extra.llms, source=store.location)
+        served = validate_interactions(extra.rows, extra.llms, source=extra.location)
         logs = pd.concat([validate_interactions(logs, extra.llms, source="logs"), served])
     router.fit(logs.reset_index(drop=True), extra.llms)
     for name, enabled in extra.enabled.items():
         if name in router.state.llm_names:
             router.disable_llm(name, disabled=not enabled)
     router.state.events_cursor = extra.cursor
-    return extra.report

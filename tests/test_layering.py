@@ -30,9 +30,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "replay",
             "_serialization",
             "tuning",
+            "uncertainty",
+            "exploration",
         ),
     ),
-    ("evaluation", ("metrics", "evaluation", "bench")),
+    ("evaluation", ("metrics", "evaluation", "ope", "learning", "bench")),
     ("apps", ("cli", "__init__")),
 ]
 
