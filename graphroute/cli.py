@@ -188,15 +188,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_scale(results))
         plot_scale(results, out / "scale.png")
     elif args.protocol == "online":
-        from graphroute.bench.online import OnlineSetup, demo_benchmark, format_online, run_online
+        from graphroute.bench.online import POLICIES, OnlineSetup, demo_benchmark, format_online, run_online
         from graphroute.bench.routing import DATASETS
 
         assert root is not None
         benches = {name: DATASETS[name](root / name) for name in args.datasets} | {"demo": demo_benchmark()}
         setup = OnlineSetup(
-            retrain_every=args.retrain_every, max_stream=args.max_stream, budget=args.explore_budget
+            retrain_every=args.retrain_every, max_stream=args.max_stream, budget=args.explore_budget,
+            onboard=args.onboard,
         )  # fmt: skip
-        results = run_online(benches, _config(args), setup, args.seeds, out_dir=out)
+        results = run_online(benches, _config(args), setup, args.seeds, args.policies or POLICIES, out_dir=out)
         print(format_online(results))
     else:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
@@ -533,6 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.03,
         metavar="B",
         help="online: utility budget of the exploring policies (default 0.03).",
+    )
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        choices=["full-info", "greedy", "epsilon", "thompson", "linucb", "uniform"],
+        help="online: the policies to run (default: all).",
+    )
+    p.add_argument(
+        "--onboard",
+        metavar="LLM",
+        help="online: leave this LLM out of the seed log and the catalog and onboard it by description halfway "
+        "through the stream ('auto': the best single LLM at alpha 0.5 on the seed log); reports its share of "
+        "test routes beside full information's.",
     )
     p.add_argument(
         "--data-root",

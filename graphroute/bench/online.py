@@ -20,7 +20,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from graphroute.schema import LLMProfile, RouteRequest
 
 logger = logging.getLogger(__name__)
 POLICIES = ("full-info", "greedy", "epsilon", "thompson", "linucb", "uniform")
+FULL = "full-info"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class OnlineSetup:
     budget: float = 0.03
     max_share: float = 0.3
     linucb_beta: float = 1.0
+    # an LLM left out of the seed log and the catalog, onboarded mid-stream by description ("auto": the best single
+    # LLM at alpha on the seed log)
+    onboard: str | None = None
 
     def exploration(self, policy: str, seed: int) -> ExplorationConfig:
         if policy == "epsilon":
@@ -111,41 +115,62 @@ def run_policy(
     GNN policies of a stream, so they start from the same router)."""
     rng = np.random.default_rng([seed, POLICIES.index(policy)])
     llms = list(bench.llms)
+    names = [m.name for m in llms]
+    onboard = setup.onboard
+    catalog = [m for m in llms if m.name != onboard]
+    seed_log = stream.seed_log[stream.seed_log[s.LLM] != onboard] if onboard else stream.seed_log
     name = "linucb" if policy == "linucb" else "graphroute"
     explorer = Explorer(setup.exploration(policy, seed))
-    router = _fitted(name, config, stream.seed_log, llms, explorer, start)
+    router = _fitted(name, config, seed_log, catalog, explorer, start)
     test_split = next(iter(bench.tests.values()))
     ordered = pd.concat([stream.rows[q] for q in stream.order], ignore_index=True)
-    stream_tables = test_tables(router, ordered)
-    truth = truth_of(router, stream_tables)  # the seed router's cost scale: one reward scale for every policy
+    # one reward scale for every policy: costs normalised as a router fitted on the seed log with the whole
+    # catalog normalises them
+    reference = ROUTERS["best-single"](config).fit(stream.seed_log, llms)
+    stream_tables = test_tables(reference, ordered)
+    truth = truth_of(reference, stream_tables)
     position = {q: i for i, q in enumerate(stream_tables.query_ids)}
     revealed: list[pd.DataFrame] = []
     online_reward = online_regret = explored = 0.0
     oracle = truth.reward(truth.oracle_choice(setup.alpha), setup.alpha)
-    checkpoints = [_checkpoint(router, test_split, 0, 0.0, 0.0, 0.0, setup.alpha)]
+    joins_at = _joins_at(len(stream.order), setup.retrain_every) if onboard else None
+    checkpoints = [_checkpoint(router, test_split, 0, 0.0, 0.0, 0.0, setup.alpha, onboard)]
     for begin in range(0, len(stream.order), setup.retrain_every):
+        if joins_at is not None and begin == joins_at:  # the new LLM is onboarded from its description alone
+            catalog = llms
+            profile = next(m for m in llms if m.name == onboard)
+            if isinstance(router, Router):
+                router.add_llm(profile)
+            else:
+                log = pd.concat([seed_log, *revealed], ignore_index=True)
+                router = _fitted(name, config, log, catalog, explorer)
+        known = {m.name for m in catalog}
         chunk = stream.order[begin : begin + setup.retrain_every]
         index = np.array([position[q] for q in chunk])
-        picks, propensity, exploratory = _picks(policy, router, stream, chunk, llms, rng, setup.alpha)
+        picks, propensity, exploratory = _picks(policy, router, stream, chunk, catalog, llms, rng, setup.alpha)
         rewards = _rewards(truth, index, picks, setup.alpha)
         online_reward += float(rewards.sum())
         online_regret += float((oracle[index] - rewards).sum())
         explored += float(exploratory.sum())
-        names = [m.name for m in llms]
         for q, pick, p in zip(chunk, picks, propensity, strict=True):
             rows = stream.rows[q]
             if policy == "full-info":
-                revealed.append(rows.assign(**{s.PROPENSITY: 1.0}))
+                revealed.append(rows[rows[s.LLM].isin(known)].assign(**{s.PROPENSITY: 1.0}))
             else:
                 revealed.append(rows[rows[s.LLM] == names[pick]].assign(**{s.PROPENSITY: p}))
-        log = pd.concat([stream.seed_log, *revealed], ignore_index=True)
-        router = _fitted(name, config, log, llms, explorer)
+        log = pd.concat([seed_log, *revealed], ignore_index=True)
+        router = _fitted(name, config, log, catalog, explorer)
         seen = begin + len(chunk)
         checkpoints.append(
-            _checkpoint(router, test_split, seen, online_reward, online_regret, explored / seen, setup.alpha)
+            _checkpoint(router, test_split, seen, online_reward, online_regret, explored / seen, setup.alpha, onboard)
         )
         logger.info("%s seed %d: %d/%d queries, %s", policy, seed, seen, len(stream.order), checkpoints[-1])
-    return {"policy": policy, "seed": seed, "checkpoints": checkpoints}
+    return {"policy": policy, "seed": seed, "onboard": onboard, "checkpoints": checkpoints}
+
+
+def _joins_at(n: int, every: int) -> int:
+    """Where a mid-stream LLM joins: the first retrain boundary at or past half the stream."""
+    return min(range(0, n, every), key=lambda b: (b < n / 2, abs(b - n / 2)))
 
 
 def _fitted(
@@ -166,19 +191,21 @@ def _picks(
     router: BaseRouter[Any],
     stream: Stream,
     chunk: Sequence[str],
+    catalog: Sequence[LLMProfile],
     llms: Sequence[LLMProfile],
     rng: np.random.Generator,
     alpha: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The LLM index picked for each query of the chunk, its propensity, and whether it explored."""
+    """The LLM picked for each query of the chunk (its index in ``llms``; only ``catalog``'s LLMs are routable
+    yet), its propensity, and whether it explored."""
+    index = {m.name: i for i, m in enumerate(llms)}
     if policy == "uniform":
-        picks = rng.integers(0, len(llms), size=len(chunk))
-        return picks, np.full(len(chunk), 1.0 / len(llms)), np.ones(len(chunk), dtype=bool)
+        picks = np.array([index[catalog[j].name] for j in rng.integers(0, len(catalog), size=len(chunk))])
+        return picks, np.full(len(chunk), 1.0 / len(catalog)), np.ones(len(chunk), dtype=bool)
     first = [stream.rows[q].iloc[0] for q in chunk]
     # no user: the reward here is the same for everyone (a user's affinity for an LLM is not in it)
     requests = [RouteRequest(r[s.QUERY], None, r[s.TASK], k=1, alpha=alpha) for r in first]
     recs = [ranked[0] for ranked in router.recommend_many(requests)]
-    index = {m.name: i for i, m in enumerate(llms)}
     return (
         np.array([index[r.llm] for r in recs]),
         np.array([r.propensity for r in recs]),
@@ -198,14 +225,15 @@ def _checkpoint(
     online_regret: float,
     explored_share: float,
     alpha: float,
+    onboard: str | None = None,
 ) -> dict[str, float]:
     greedy, router.explorer = router.explorer, Explorer(ExplorationConfig())  # the test set is routed greedily
     try:
-        ev = evaluate({"router": router}, test)
+        ev = evaluate({"router": router}, test[test[s.LLM].isin(router.state.llm_names)])
     finally:
         router.explorer = greedy
     score = ev.scores["router"]
-    return {
+    out = {
         "queries_seen": seen,
         "test_reward": round(score.reward[alpha], 5),
         "test_aiq": round(score.aiq, 5),
@@ -213,6 +241,12 @@ def _checkpoint(
         "regret": round(online_regret, 4),
         "explored_share": round(explored_share, 4),
     }
+    if onboard is not None:  # share of the test queries routed (greedily, at alpha) to the LLM onboarded mid-stream
+        names = router.state.llm_names
+        out["onboarded_share"] = (
+            round(float(np.mean(score.choice[alpha] == names.index(onboard))), 4) if onboard in names else 0.0
+        )
+    return out
 
 
 def run_online(
@@ -231,15 +265,20 @@ def run_online(
         for seed in seeds:
             stream = Stream.split(bench.train, setup, seed)
             seed_config = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            chosen = setup
+            if setup.onboard == "auto":
+                chosen = replace(setup, onboard=best_single(seed_config, stream.seed_log, bench.llms, setup.alpha))
+            seed_log = stream.seed_log[stream.seed_log[s.LLM] != chosen.onboard]
+            catalog = [m for m in bench.llms if m.name != chosen.onboard]
             with tempfile.TemporaryDirectory() as folder:
                 start_path = Path(folder) / "seed-router"
                 started = time.perf_counter()
-                Router(seed_config).fit(stream.seed_log, bench.llms).save(start_path)
+                Router(seed_config).fit(seed_log, catalog).save(start_path)
                 logger.info("%s seed %d: seed router in %.0fs", dataset, seed, time.perf_counter() - started)
                 for policy in policies:
                     begin = time.perf_counter()
-                    start = start_path if policy not in ("linucb",) else None
-                    run = run_policy(bench, stream, policy, seed, seed_config, setup, start)
+                    start = start_path if policy != "linucb" else None
+                    run = run_policy(bench, stream, policy, seed, seed_config, chosen, start)
                     run["seconds"] = round(time.perf_counter() - begin, 1)
                     runs.append(run)
         results["sets"][dataset] = {"runs": runs, "summary": summarise(runs, policies)}
@@ -247,6 +286,13 @@ def run_online(
             out_dir.mkdir(parents=True, exist_ok=True)
             plot_online(runs, policies, out_dir / f"online_{dataset}.png", dataset)
     return results
+
+
+def best_single(config: RouterConfig, log: pd.DataFrame, llms: Sequence[LLMProfile], alpha: float) -> str:
+    """The LLM with the best mean utility at ``alpha`` on a log: the one whose absence a router would miss most."""
+    reference = ROUTERS["best-single"](config).fit(log, llms)
+    queries = log.drop_duplicates(s.QUERY)[s.QUERY].tolist()
+    return reference.state.llm_names[int(np.argmax(reference.predict_utility(queries, alpha).mean(axis=0)))]
 
 
 def summarise(runs: Sequence[dict[str, Any]], policies: Sequence[str]) -> list[dict[str, object]]:
@@ -260,14 +306,26 @@ def summarise(runs: Sequence[dict[str, Any]], policies: Sequence[str]) -> list[d
         seeds = [r["seed"] for r in runs if r["policy"] == policy]
         share = [e["test_reward"] / full[sd] for e, sd in zip(ends, seeds, strict=True) if full.get(sd)]
         row: dict[str, object] = {"policy": policy}
+        onboarded = [e["onboarded_share"] for e in ends if "onboarded_share" in e]
+        full_share = {
+            r["seed"]: r["checkpoints"][-1].get("onboarded_share") for r in runs if r["policy"] == "full-info"
+        }
+        of_full = [
+            100 * e["onboarded_share"] / full_share[sd]
+            for e, sd in zip(ends, seeds, strict=True)
+            if full_share.get(sd) and "onboarded_share" in e
+        ]
         for key, values in (
+            ("new LLM's share", onboarded),
+            ("% of full-info's share", of_full),
             ("test reward", [e["test_reward"] for e in ends]),
             ("% of full-info", [100 * v for v in share]),
             ("test AIQ", [e["test_aiq"] for e in ends]),
             ("regret", [e["regret"] for e in ends]),
             ("explored", [e["explored_share"] for e in ends]),
         ):
-            row[key] = f"{np.mean(values):.4g} ± {np.std(values):.2g}" if values else ""
+            if values or not key.startswith(("new", "% of full-info's")):
+                row[key] = f"{np.mean(values):.4g} ± {np.std(values):.2g}" if values else ""
         rows.append(row)
     return rows
 
