@@ -213,6 +213,9 @@ async def _forward(
         raise HTTPException(502, f"upstream of LLM {upstream.llm!r} failed with {response.status_code}")
     request_id = note_route(state, user or s.ANONYMOUS_USER, query, upstream.llm, chosen)
     ours = {"x-graphroute-model": upstream.llm, "x-graphroute-request-id": request_id}
+    drawn = chosen is not None and chosen.propensity > 0  # the router's own draw (not a fallback or a name)
+    if drawn and chosen is not None:
+        ours["x-graphroute-propensity"] = f"{chosen.propensity:.6g}"
     media = response.headers.get("content-type", "")
     if payload.get("stream") and response.status_code < 400 and media.startswith("text/event-stream"):
         return StreamingResponse(_relay(response, upstream.llm, limit), media_type="text/event-stream", headers=ours)
@@ -226,6 +229,8 @@ async def _forward(
     if isinstance(data, dict) and response.status_code < 400:
         version = state.served.version
         data["graphroute"] = {"model": upstream.llm, "model_version": version, "request_id": request_id}
+        if drawn and chosen is not None:
+            data["graphroute"] |= {"propensity": chosen.propensity, "exploratory": chosen.exploratory}
     return JSONResponse(data, status_code=response.status_code, headers=ours)
 
 

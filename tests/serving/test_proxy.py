@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from graphroute import Router
+from graphroute.data.store import open_store
 from tests.serving.conftest import KEY, ProcessServer, ThreadServer
 
 Q = "Translate into French: 'The book is on the table.'"
@@ -263,3 +264,23 @@ def test_fallback_retries_once_on_the_next_ranked_llm(
     finally:
         MODES.clear()
         server.stop()
+
+
+def test_an_exploring_proxy_stores_each_choices_propensity_with_its_outcome(
+    run_dir: Path, tmp_path: Path, providers: tuple[str, list[dict[str, Any]]]
+) -> None:
+    exploration = '{"method": "epsilon", "budget": 0.5, "max_share": 0.5}'
+    server = serve(run_dir, tmp_path, providers[0], GRAPHROUTE_API_KEY=KEY, GRAPHROUTE_EXPLORATION=exploration)
+    try:
+        answers = [chat(server.url, "graphroute-auto:0.5", user=f"u{i}") for i in range(30)]
+        chances = [float(a.headers["x-graphroute-propensity"]) for a in answers]
+        extras = [a.parse().model_extra["graphroute"] for a in answers]  # type: ignore[index]
+        assert [e["propensity"] for e in extras] == pytest.approx(chances)
+        assert any(e["exploratory"] for e in extras) and not all(e["exploratory"] for e in extras)
+        rows = [{"request_id": a.headers["x-graphroute-request-id"], "effect": 0.5} for a in answers]
+        r = httpx.post(f"{server.url}/v1/feedback", json={"interactions": rows}, headers={"X-API-Key": KEY})
+        assert r.status_code == 200
+    finally:
+        server.stop()
+    stored = open_store(tmp_path / "events.sqlite").read()
+    assert stored["propensity"].tolist() == pytest.approx(chances)
