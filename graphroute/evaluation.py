@@ -23,6 +23,7 @@ from graphroute.metrics import (
     effect_fit,
     gap_recovered,
     interval_coverage,
+    paired_aiq_bootstrap,
     paired_bootstrap,
     score_choices,
 )
@@ -37,6 +38,7 @@ class Evaluation:
 
     scores: dict[str, RouterScore]
     n_queries: int
+    max_cost: float = float("nan")  # the right end of every router's frontier (AIQ's common cost axis)
 
     def table_rows(self) -> list[dict[str, object]]:
         """One flat row per router: quality/cost/reward at the report alphas, gap recovered, AIQ."""
@@ -62,6 +64,10 @@ class Evaluation:
     def compare(self, a: str, b: str, alpha: float) -> tuple[float, float, float]:
         """Paired-bootstrap difference of per-query reward, a − b, at alpha."""
         return paired_bootstrap(self.scores[a].per_query[alpha], self.scores[b].per_query[alpha])
+
+    def compare_aiq(self, a: str, b: str, n_boot: int = 1000) -> tuple[float, float, float]:
+        """AIQ of a − AIQ of b with a paired-bootstrap interval over test queries."""
+        return paired_aiq_bootstrap(self.scores[a], self.scores[b], self.max_cost, n_boot)
 
 
 def test_tables(router: BaseRouter, test: pd.DataFrame) -> LogTables:
@@ -100,4 +106,4 @@ def evaluate(routers: Mapping[str, BaseRouter], test: pd.DataFrame) -> Evaluatio
     max_cost = max(max(c for sc in scores.values() for c, _ in sc.points), float(single_llm_costs.max()))
     for sc in scores.values():
         sc.aiq = aiq(sc.points, max_cost)
-    return Evaluation(scores, len(batch))
+    return Evaluation(scores, len(batch), max_cost)

@@ -46,6 +46,8 @@ class RouterScore:
     per_query: dict[float, np.ndarray] = field(default_factory=dict)
     choice: dict[float, np.ndarray] = field(default_factory=dict)  # index of the chosen LLM per query
     points: list[tuple[float, float]] = field(default_factory=list)  # (cost, quality) over the sweep
+    # per query, the true effect and cost of the pick at each sweep alpha (what AIQ's bootstrap resamples)
+    sweep: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     aiq: float = float("nan")
     effect_r: float = float("nan")  # correlation of predicted and observed effect over observed (query, LLM) pairs
     effect_mae: float = float("nan")
@@ -61,6 +63,7 @@ def score_choices(name: str, truth: Truth, choices: dict[float, np.ndarray]) -> 
         cost = float(np.mean(truth.cost[rows, choice]))
         if alpha in SWEEP_ALPHAS:
             out.points.append((cost, quality))
+            out.sweep[alpha] = (truth.effect[rows, choice], truth.cost[rows, choice])
         if alpha in REPORT_ALPHAS:
             per_query = truth.reward(choice, alpha)
             out.quality[alpha], out.cost[alpha] = quality, cost
@@ -124,6 +127,31 @@ def gap_recovered(router: float, best_single: float, oracle: float) -> float:
     """(router − best single) / (oracle − best single)."""
     span = oracle - best_single
     return float((router - best_single) / span) if abs(span) > 1e-12 else float("nan")
+
+
+def paired_aiq_bootstrap(
+    a: RouterScore, b: RouterScore, max_cost: float, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """AIQ of a − AIQ of b with a 95 % interval from resampling the test queries (both routers on the same
+    resample, each resample's frontiers drawn afresh)."""
+    alphas = sorted(set(a.sweep) & set(b.sweep))
+    if not alphas:
+        return float("nan"), float("nan"), float("nan")
+    n = len(a.sweep[alphas[0]][0])
+    rng = np.random.default_rng(seed)
+
+    def diff(rows: np.ndarray) -> float:
+        value = []
+        for score in (a, b):
+            effect_cost = [score.sweep[x] for x in alphas]
+            points = [(float(np.mean(c[rows])), float(np.nanmean(e[rows]))) for e, c in effect_cost]
+            value.append(aiq(points, max_cost))
+        return value[0] - value[1]
+
+    point = diff(np.arange(n))
+    boots = np.array([diff(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    low, high = np.nanquantile(boots, [0.025, 0.975])
+    return float(point), float(low), float(high)
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

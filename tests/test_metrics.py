@@ -3,7 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphroute.metrics import Truth, aiq, frontier, gap_recovered, paired_bootstrap, score_choices
+from graphroute.metrics import (
+    SWEEP_ALPHAS,
+    Truth,
+    aiq,
+    frontier,
+    gap_recovered,
+    paired_aiq_bootstrap,
+    paired_bootstrap,
+    score_choices,
+)
 
 
 def test_frontier_is_upper_hull_non_decreasing() -> None:
@@ -48,3 +57,20 @@ def test_effect_fit_reads_only_observed_pairs() -> None:
     assert r == pytest.approx(-1.0) and mae == pytest.approx(np.mean(np.abs(1 - 2 * effect[~np.isnan(effect)])))
     r, mae = effect_fit(np.full_like(effect, 0.5), truth)
     assert np.isnan(r) and mae == pytest.approx(np.mean(np.abs(0.5 - effect[~np.isnan(effect)])))
+
+
+def test_paired_aiq_bootstrap_finds_a_clear_difference_and_a_tie() -> None:
+    rng = np.random.default_rng(1)
+    n, n_llms = 300, 3
+    effect = rng.random((n, n_llms))
+    effect[:, 2] = np.clip(effect[:, 2] + 0.3, 0, 1)  # the dear LLM is better
+    cost = np.tile(np.array([1.0, 2.0, 4.0]), (n, 1))
+    truth = Truth(effect, cost, cost / 4.0)
+    alphas = [float(a) for a in SWEEP_ALPHAS]
+    oracle = score_choices("oracle", truth, {a: truth.oracle_choice(a) for a in alphas})
+    cheap = score_choices("cheap", truth, {a: np.zeros(n, dtype=int) for a in alphas})
+    mean, low, high = paired_aiq_bootstrap(oracle, cheap, max_cost=4.0, n_boot=200)
+    assert mean == pytest.approx(aiq(oracle.points, 4.0) - aiq(cheap.points, 4.0))
+    assert 0 < low < mean < high
+    same = paired_aiq_bootstrap(oracle, oracle, max_cost=4.0, n_boot=50)
+    assert same == (0.0, 0.0, 0.0)

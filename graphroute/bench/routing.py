@@ -84,7 +84,7 @@ def _score_variant(
                 if other != "graphroute":
                     comparisons[other] = {
                         str(a): [round(v, 4) for v in ev.compare("graphroute", other, a)] for a in REPORT_ALPHAS
-                    }
+                    } | {"aiq": [round(v, 4) for v in ev.compare_aiq("graphroute", other)]}
         results[key] = {
             "n_queries": ev.n_queries,
             "rows": ev.table_rows(),
@@ -106,6 +106,14 @@ def format_results(results: dict[str, Any]) -> str:
     for key, res in results.items():
         parts.append(f"## {key} ({res['n_queries']} queries)")
         parts.append(format_table(res["rows"], cols))
+        paired = res.get("graphroute_minus_other_reward_ci95", {})
+        if paired:
+            rows = [
+                {"graphroute minus": other} | {m: f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" for m, v in ci.items()}
+                for other, ci in paired.items()
+                if other != "oracle"
+            ]
+            parts.append(format_table(rows))
     return "\n\n".join(parts)
 
 
