@@ -477,7 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
         "robust, with 95 % bootstrap intervals.",
     )
     _add_run_dir(p)
-    p.add_argument("logs", type=Path, metavar="TEST_LOGS", help="Test log; each query should list several LLMs.")
+    p.add_argument(
+        "logs",
+        metavar="TEST_LOGS",
+        help="Test log (each query should list several LLMs), or a log with propensities: a file or an event store "
+        "URL (sqlite:///…, postgresql://…).",
+    )
     baselines = [name for name in ROUTERS if name != "graphroute"]
     p.add_argument("--baselines", nargs="*", default=[], choices=baselines, metavar="NAME", help=", ".join(baselines))
     p.add_argument("--train-logs", type=Path, help="Training log for the baselines (needed with --baselines).")

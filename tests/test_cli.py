@@ -12,6 +12,7 @@ import pytest
 from graphroute import Router
 from graphroute.data.io import validate_interactions, write_catalog, write_interactions
 from graphroute.data.split import sparsify
+from graphroute.data.store import open_store
 from graphroute.data.synthetic import make_demo_logs
 from tests.conftest import cli
 
@@ -294,3 +295,9 @@ def test_eval_on_a_log_with_propensities_gives_off_policy_estimates(
     assert "off-policy estimates" in result.stdout and "dr 95%" in result.stdout
     rows = json.loads((tmp_path / "o.json").read_text())
     assert rows[0]["router"] == "graphroute" and all(np.isfinite(rows[0][k]) for k in ("ips", "snips", "dr"))
+    store = open_store(tmp_path / "served.sqlite")  # what a served router logged, read straight from its store
+    records = logged.drop(columns="query_id").to_dict("records")
+    store.append_feedback([{k: v for k, v in r.items() if pd.notna(v)} for r in records])
+    result = in_process(capsys, "eval", run, f"sqlite:///{tmp_path / 'served.sqlite'}", "--alpha", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert f"| graphroute | {rows[0]['ips']}" in result.stdout
