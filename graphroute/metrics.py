@@ -149,6 +149,8 @@ def paired_aiq_bootstrap(
         return value[0] - value[1]
 
     point = diff(np.arange(n))
+    if np.isnan(point):  # no frontier (every LLM costs the same): nothing to compare
+        return float("nan"), float("nan"), float("nan")
     boots = np.array([diff(rng.integers(0, n, size=n)) for _ in range(n_boot)])
     low, high = np.nanquantile(boots, [0.025, 0.975])
     return float(point), float(low), float(high)
