@@ -291,10 +291,11 @@ class BaseRouter(Generic[S]):
             pick = self.explorer.pick(utility[0], a[0] * spread[i], allowed)
             order = [pick.index, *(j for j in order if j != pick.index)]
         names = self.state.llm_names
-        chance = np.zeros(len(names))
-        chance[order[0]] = 1.0
         if pick is not None:
             chance = pick.probabilities
+        else:
+            chance = np.zeros(len(names))
+            chance[order[0]] = 1.0
         recs = [
             Recommendation(
                 names[j],

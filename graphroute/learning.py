@@ -100,7 +100,8 @@ def learn_once(
     after = current.state.events_cursor.after(store.store_id) if current.state.events_cursor else 0
     new = [int(i) for i in np.flatnonzero(np.array(extra.row_events, dtype=int) > after)]
     rows = extra.rows
-    rated = [i for i in new if _has(rows, i, s.PROPENSITY) and _has(rows, i, s.EFFECT)]
+    usable = _present(rows, s.PROPENSITY) & _present(rows, s.EFFECT)
+    rated = [i for i in new if usable[i]]
     held = rated[len(rated) - int(round(holdout * len(rated))) :] if rated else []
     if len(held) < min_held_out:
         reason = (
@@ -139,8 +140,9 @@ def learn_once(
     return _logged(root, LearnDecision(_now(), len(new), len(held), True, reason, folder.name, last, **estimates))
 
 
-def _has(rows: pd.DataFrame, i: int, column: str) -> bool:
-    return column in rows.columns and bool(pd.notna(rows[column].iloc[i]))
+def _present(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """Which rows hold a value in ``column`` (none when the column is absent). Shapes: → (len(rows),)."""
+    return rows[column].notna().to_numpy() if column in rows.columns else np.zeros(len(rows), dtype=bool)
 
 
 def _install(root: Path, router: Router) -> Path:

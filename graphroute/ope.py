@@ -143,13 +143,13 @@ def evaluate_off_policy(
         effect, cost = router.predict_outcomes(tables.queries)
         norm = router.state.cost_scaler.transform(cost, tables.queries.tasks)
         utility = policy.utilities(effect, norm, alpha)
-        own = router.state.llm_names
-        choice = np.array([names.index(own[j]) for j in policy.choose(utility, router.state.enabled)])
-        # the router's predicted rewards in the first router's catalog order (0 for an LLM it does not know)
+        # the router's LLMs at their place in the first router's catalog (-1: one the first does not know)
+        place = np.array([names.index(llm) if llm in names else -1 for llm in router.state.llm_names])
+        choice = place[policy.choose(utility, router.state.enabled)]
+        # its predicted rewards in the first router's catalog order (0 for an LLM it does not know)
         predicted = np.zeros((len(tables.query_ids), len(names)))
-        for j, llm in enumerate(own):
-            if llm in names:
-                predicted[:, names.index(llm)] = alpha * effect[:, j] - (1.0 - alpha) * norm[:, j]
+        known = place >= 0
+        predicted[:, place[known]] = (alpha * effect - (1.0 - alpha) * norm)[:, known]
         out[name] = estimates(logged, choice, predicted, n_boot, seed)
         dr_terms[name] = per_query_terms(logged, choice, predicted)["dr"]
     if differences is not None:

@@ -41,8 +41,8 @@ from graphroute.router import Router
 from graphroute.schema import LLMProfile, RouteRequest
 
 logger = logging.getLogger(__name__)
-POLICIES = ("full-info", "greedy", "epsilon", "thompson", "linucb", "uniform")
 FULL = "full-info"
+POLICIES = (FULL, "greedy", "epsilon", "thompson", "linucb", "uniform")
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,13 @@ class OnlineSetup:
     onboard: str | None = None
 
     def exploration(self, policy: str, seed: int) -> ExplorationConfig:
-        if policy == "epsilon":
-            return ExplorationConfig(method="epsilon", budget=self.budget, max_share=self.max_share, seed=seed)
-        if policy == "thompson":
-            return ExplorationConfig(method="thompson", budget=self.budget, max_share=self.max_share, seed=seed)
+        if policy in ("epsilon", "thompson"):
+            return ExplorationConfig(
+                method="epsilon" if policy == "epsilon" else "thompson",
+                budget=self.budget,
+                max_share=self.max_share,
+                seed=seed,
+            )
         if policy == "linucb":  # LinUCB as it is usually run: no budget on what its bonus gives up
             return ExplorationConfig(method="ucb", budget=1.0, ucb_beta=self.linucb_beta, seed=seed)
         return ExplorationConfig(seed=seed)
@@ -101,9 +104,29 @@ def demo_benchmark(n_train: int = 2000, n_test: int = 300) -> Benchmark:
     return Benchmark(train, {"test": test}, llms)
 
 
+@dataclass(frozen=True)
+class StreamTruth:
+    """Every LLM's true outcome on the streamed queries (rows in ``position`` order) and each query's oracle reward."""
+
+    truth: Truth
+    position: dict[str, int]  # query id → row
+    oracle: np.ndarray  # (N,)
+
+
+def stream_truth(stream: Stream, config: RouterConfig, llms: Sequence[LLMProfile], alpha: float) -> StreamTruth:
+    """One reward scale for every policy of a stream: costs normalised as a router fitted on the seed log with the
+    whole catalog normalises them."""
+    reference = ROUTERS["best-single"](config).fit(stream.seed_log, llms)
+    tables = test_tables(reference, pd.concat([stream.rows[q] for q in stream.order], ignore_index=True))
+    truth = truth_of(reference, tables)
+    position = {q: i for i, q in enumerate(tables.query_ids)}
+    return StreamTruth(truth, position, truth.reward(truth.oracle_choice(alpha), alpha))
+
+
 def run_policy(
     bench: Benchmark,
     stream: Stream,
+    truth: StreamTruth,
     policy: str,
     seed: int,
     config: RouterConfig,
@@ -123,16 +146,8 @@ def run_policy(
     explorer = Explorer(setup.exploration(policy, seed))
     router = _fitted(name, config, seed_log, catalog, explorer, start)
     test_split = next(iter(bench.tests.values()))
-    ordered = pd.concat([stream.rows[q] for q in stream.order], ignore_index=True)
-    # one reward scale for every policy: costs normalised as a router fitted on the seed log with the whole
-    # catalog normalises them
-    reference = ROUTERS["best-single"](config).fit(stream.seed_log, llms)
-    stream_tables = test_tables(reference, ordered)
-    truth = truth_of(reference, stream_tables)
-    position = {q: i for i, q in enumerate(stream_tables.query_ids)}
     revealed: list[pd.DataFrame] = []
     online_reward = online_regret = explored = 0.0
-    oracle = truth.reward(truth.oracle_choice(setup.alpha), setup.alpha)
     joins_at = _joins_at(len(stream.order), setup.retrain_every) if onboard else None
     checkpoints = [_checkpoint(router, test_split, 0, 0.0, 0.0, 0.0, setup.alpha, onboard)]
     for begin in range(0, len(stream.order), setup.retrain_every):
@@ -146,15 +161,15 @@ def run_policy(
                 router = _fitted(name, config, log, catalog, explorer)
         known = {m.name for m in catalog}
         chunk = stream.order[begin : begin + setup.retrain_every]
-        index = np.array([position[q] for q in chunk])
+        index = np.array([truth.position[q] for q in chunk])
         picks, propensity, exploratory = _picks(policy, router, stream, chunk, catalog, llms, rng, setup.alpha)
-        rewards = _rewards(truth, index, picks, setup.alpha)
+        rewards = _rewards(truth.truth, index, picks, setup.alpha)
         online_reward += float(rewards.sum())
-        online_regret += float((oracle[index] - rewards).sum())
+        online_regret += float((truth.oracle[index] - rewards).sum())
         explored += float(exploratory.sum())
         for q, pick, p in zip(chunk, picks, propensity, strict=True):
             rows = stream.rows[q]
-            if policy == "full-info":
+            if policy == FULL:
                 revealed.append(rows[rows[s.LLM].isin(known)].assign(**{s.PROPENSITY: 1.0}))
             else:
                 revealed.append(rows[rows[s.LLM] == names[pick]].assign(**{s.PROPENSITY: p}))
@@ -227,12 +242,8 @@ def _checkpoint(
     alpha: float,
     onboard: str | None = None,
 ) -> dict[str, float]:
-    greedy, router.explorer = router.explorer, Explorer(ExplorationConfig())  # the test set is routed greedily
-    try:
-        ev = evaluate({"router": router}, test[test[s.LLM].isin(router.state.llm_names)])
-    finally:
-        router.explorer = greedy
-    score = ev.scores["router"]
+    # evaluation reads predictions, never the explorer: the test set is scored greedily
+    score = evaluate({"router": router}, test[test[s.LLM].isin(router.state.llm_names)]).scores["router"]
     out = {
         "queries_seen": seen,
         "test_reward": round(score.reward[alpha], 5),
@@ -275,10 +286,11 @@ def run_online(
                 started = time.perf_counter()
                 Router(seed_config).fit(seed_log, catalog).save(start_path)
                 logger.info("%s seed %d: seed router in %.0fs", dataset, seed, time.perf_counter() - started)
+                truth = stream_truth(stream, seed_config, bench.llms, setup.alpha)
                 for policy in policies:
                     begin = time.perf_counter()
                     start = start_path if policy != "linucb" else None
-                    run = run_policy(bench, stream, policy, seed, seed_config, chosen, start)
+                    run = run_policy(bench, stream, truth, policy, seed, seed_config, chosen, start)
                     run["seconds"] = round(time.perf_counter() - begin, 1)
                     runs.append(run)
         results["sets"][dataset] = {"runs": runs, "summary": summarise(runs, policies)}
@@ -298,7 +310,9 @@ def best_single(config: RouterConfig, log: pd.DataFrame, llms: Sequence[LLMProfi
 def summarise(runs: Sequence[dict[str, Any]], policies: Sequence[str]) -> list[dict[str, object]]:
     """Per policy, the last checkpoint's figures as mean ± standard deviation over seeds."""
     final = {p: [r["checkpoints"][-1] for r in runs if r["policy"] == p] for p in policies}
-    full = {r["seed"]: r["checkpoints"][-1]["test_reward"] for r in runs if r["policy"] == "full-info"}
+    full_ends = {r["seed"]: r["checkpoints"][-1] for r in runs if r["policy"] == FULL}
+    full = {seed: end["test_reward"] for seed, end in full_ends.items()}
+    full_share = {seed: end.get("onboarded_share") for seed, end in full_ends.items()}
     rows: list[dict[str, object]] = []
     for policy, ends in final.items():
         if not ends:
@@ -307,9 +321,6 @@ def summarise(runs: Sequence[dict[str, Any]], policies: Sequence[str]) -> list[d
         share = [e["test_reward"] / full[sd] for e, sd in zip(ends, seeds, strict=True) if full.get(sd)]
         row: dict[str, object] = {"policy": policy}
         onboarded = [e["onboarded_share"] for e in ends if "onboarded_share" in e]
-        full_share = {
-            r["seed"]: r["checkpoints"][-1].get("onboarded_share") for r in runs if r["policy"] == "full-info"
-        }
         of_full = [
             100 * e["onboarded_share"] / full_share[sd]
             for e, sd in zip(ends, seeds, strict=True)
