@@ -79,7 +79,7 @@ class BestSingleRouter(_CatalogCost):
     def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
         both = train.concat(val)
-        self.mean_effect_ = _nanmean0(both.outcome_matrix(len(self.state.llms)), np.nanmean(both.frame[s.EFFECT]))
+        self.mean_effect_ = both.llm_means(len(self.state.llms), float(np.nanmean(both.frame[s.EFFECT])))
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         return np.tile(self.mean_effect_, (len(batch), 1)), self._cost(batch)

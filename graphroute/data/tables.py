@@ -82,6 +82,13 @@ class LogTables:
             pd.concat([self.frame, rows]).reset_index(drop=True),
         )
 
+    def llm_means(self, n_llms: int, fill: float = np.nan) -> np.ndarray:
+        """Each LLM's mean effect over the queries it answered (the best single LLM is their argmax); ``fill``
+        where it answered none. Shapes: → (L,)."""
+        matrix = self.outcome_matrix(n_llms)
+        counts = (~np.isnan(matrix)).sum(axis=0)
+        return np.where(counts > 0, np.nansum(matrix, axis=0) / np.maximum(counts, 1), fill)
+
     def outcome_matrix(self, n_llms: int, column: str = s.EFFECT) -> np.ndarray:
         """Mean observed value per (query, LLM); NaN where unobserved. Shapes: → (N, L)."""
         out = np.full((len(self.query_ids), n_llms), np.nan)

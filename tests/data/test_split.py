@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from graphroute.data.io import validate_interactions
-from graphroute.data.split import sparsify, split_by_query
+from graphroute.data.split import sparsify, split_by_query, subsample_queries
 from graphroute.data.synthetic import make_demo_logs
 
 
@@ -37,3 +37,16 @@ def test_sparsify_keeps_k_random_outcomes_per_query_with_their_propensity() -> N
     assert shares.max() - shares.min() < 0.1
     with pytest.raises(ValueError, match="k"):
         sparsify(dense, 0)
+
+
+def test_subsample_keeps_every_row_of_n_seeded_queries_whatever_the_row_order() -> None:
+    logs = validate_interactions(make_demo_logs(n_queries=120, n_users=4, seed=3)[0])
+    small = subsample_queries(logs, 30, seed=1)
+    assert small["query_id"].nunique() == 30
+    assert len(small) == logs["query_id"].isin(set(small["query_id"])).sum()  # whole queries, never part of one
+    shuffled = logs.sample(frac=1.0, random_state=0)
+    assert set(subsample_queries(shuffled, 30, seed=1)["query_id"]) == set(small["query_id"])
+    assert set(subsample_queries(logs, 30, seed=2)["query_id"]) != set(small["query_id"])
+    assert subsample_queries(logs, 10_000, seed=0)["query_id"].nunique() == logs["query_id"].nunique()
+    with pytest.raises(ValueError, match="n"):
+        subsample_queries(logs, 0)
