@@ -17,6 +17,7 @@ from graphroute.costs import CostScaler, catalog_costs
 from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.errors import CorruptRouterError
 from graphroute.events import EventCursor
+from graphroute.fallback import ThinEvidenceFallback
 from graphroute.graph.builder import similarity_lists
 from graphroute.prior import TaskPrior
 from graphroute.probes import ProbeMap
@@ -28,7 +29,7 @@ from graphroute.users import UserPreference
 logger = logging.getLogger(__name__)
 # 2: pair evidence gained the neighbours' level over all LLMs (14 features, was 11); 3: task_member_sims saved;
 # 4: arrays named after the state's fields
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 FILES = (
     "config.json",
     "model.safetensors",
@@ -79,6 +80,7 @@ def save_state(state: GNNState, config: RouterConfig, path: Path) -> None:
         "cost": state.cost_scaler.to_dict(),
         "log_cost": list(state.features.log_cost),
         "interval": state.interval_calibration.to_dict(),
+        "fallback": state.fallback.to_dict(),
     }
     (path / "scalers.json").write_text(json.dumps(scalers, indent=2))
     f, q = state.features, state.tables.queries
@@ -218,6 +220,7 @@ def _load(path: Path) -> tuple[RouterConfig, GNNState]:
         task_priors={name: TaskPrior.from_dict(p) for name, p in vocab.get("task_priors", {}).items()},
         events_cursor=EventCursor.from_dict(vocab["events"]) if vocab.get("events") else None,
         interval_calibration=IntervalCalibration.from_dict(scalers["interval"]),
+        fallback=ThinEvidenceFallback.from_dict(scalers["fallback"]),
         # the saved lists, not a new search: queries appended since fit keep theirs
         neighbor_lists=similarity_lists(graph),
     )

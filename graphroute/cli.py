@@ -17,6 +17,8 @@ from graphroute.errors import GraphRouteError
 
 DEFAULT_CACHE = Path(os.environ.get("GRAPHROUTE_CACHE", Path.home() / ".cache" / "graphroute"))
 DEFAULT_DATA = Path(os.environ["GRAPHROUTE_DATA"]) if os.environ.get("GRAPHROUTE_DATA") else None
+ONLINE_SEEDS = (0, 1, 2)
+SMALL_SEEDS = (0, 1, 2, 3, 4)
 
 
 def _config(args: argparse.Namespace) -> RouterConfig:
@@ -135,6 +137,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     needed = {
         "routing": args.datasets,
+        "small-logs": args.datasets,
         "held-out-tasks": args.datasets,
         "online": args.datasets,
         "new-llm": ["llmrouter-9llm", *args.datasets],
@@ -158,6 +161,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         assert root is not None
         results = run_routing(root, _config(args), args.datasets, args.routers, out, args.sparse)
         print(format_results(results))
+    elif args.protocol == "small-logs":
+        from graphroute.bench.routing import format_small_logs, run_small_logs
+
+        assert root is not None
+        results = run_small_logs(root, _config(args), args.datasets, args.routers, args.size, args.seeds or SMALL_SEEDS)
+        print(format_small_logs(results))
     elif args.protocol == "held-out-tasks":
         from graphroute.bench.routing import format_held_out, run_held_out_tasks
 
@@ -197,7 +206,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             retrain_every=args.retrain_every, max_stream=args.max_stream, budget=args.explore_budget,
             onboard=args.onboard,
         )  # fmt: skip
-        results = run_online(benches, _config(args), setup, args.seeds, args.policies or POLICIES, out_dir=out)
+        seeds = args.seeds or ONLINE_SEEDS
+        results = run_online(benches, _config(args), setup, seeds, args.policies or POLICIES, out_dir=out)
         print(format_online(results))
     else:
         from graphroute.bench.new_llm import format_new_llm, plot_new_llm, run_new_llm
@@ -501,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run a benchmark (JSON, table and plots).",
         "routing (P1): llmrouter-9llm and routerdc-7llm (in and out of distribution), the GNN and every baseline, "
         "paired-bootstrap intervals. held-out-tasks: unseen tasks from the train logs alone, each task held out in "
-        "turn. users (P3): simulated users on llmrouter-9llm, personalised vs user-agnostic routing, new users from "
+        "turn. small-logs: every router fitted on --size random train queries per seed (default 200, seeds 0-4), "
+        "against the best single LLM. users (P3): simulated users on llmrouter-9llm, personalised vs user-agnostic "
+        "routing, new users from "
         "k = 0, 1, 3, 5, 10 interactions. new-llm (P2): each LLM held out of training and onboarded from its "
         "description, then with 10 and 50 probes. online (P6): a simulated deployment that sees only its own choices' "
         "outcomes, from a 10 % seed log, retrained every --retrain-every queries: greedy, epsilon, Thompson, LinUCB, "
@@ -511,7 +523,17 @@ def build_parser() -> argparse.ArgumentParser:
         "runtime (torch, onnx, onnx-int8). scale (P5): generated logs of --sizes interactions; read, graph build, "
         "one epoch, inference, peak RSS, a plot. Benchmark sets are read from --data-root (env GRAPHROUTE_DATA).",
     )
-    protocols = ["routing", "held-out-tasks", "users", "new-llm", "online", "service", "embedding", "scale"]
+    protocols = [
+        "routing",
+        "small-logs",
+        "held-out-tasks",
+        "users",
+        "new-llm",
+        "online",
+        "service",
+        "embedding",
+        "scale",
+    ]
     p.add_argument("protocol", choices=protocols, help="The benchmark to run: " + ", ".join(protocols) + ".")
     p.add_argument(
         "--sizes", nargs="*", type=_positive, default=[10_000, 100_000, 1_000_000], help="Log sizes (scale)."
@@ -526,7 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="routing: also train on each set's train log with only K random outcomes per query (bandit-style "
         "logs; e.g. --sparse 1 2); test logs stay dense.",
     )
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="online: seeds (default 0 1 2).")
+    p.add_argument(
+        "--seeds", nargs="*", type=int, help="online: seeds (default 0 1 2); small-logs: seeds (default 0 1 2 3 4)."
+    )
+    p.add_argument(
+        "--size", type=_positive, default=200, metavar="N", help="small-logs: train queries per fit (default 200)."
+    )
     p.add_argument(
         "--retrain-every", type=_positive, default=500, metavar="N", help="online: retrain after N queries (500)."
     )

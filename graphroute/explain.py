@@ -2,9 +2,9 @@
 
 A ranking's utility is alpha·effect − (1−alpha)·ĉ + the user's affinity; the GNN's effect is the sigmoid of a logit
 that is a sum of named evidence (this LLM on similar past queries, on same-task neighbours, on the task, for this
-user, overall) plus a residual, and an onboarded LLM's probe map adds a shift after it. An ``Explanation`` gives each
-of these numbers as the model computed them, so the parts sum to the whole (a test checks it), and the past queries
-the model read as neighbours, with their logged outcomes.
+user, overall) plus a residual; after it, an onboarded LLM's probe map and, on a thin log, the fallback towards
+the LLMs' means add a shift. An ``Explanation`` gives each of these numbers as the model computed them, so the parts
+sum to the whole (a test checks it), and the past queries the model read as neighbours, with their logged outcomes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class LLMExplanation:
     normalized_cost: float
     effect_logit: float | None = None  # None: the router does not split its effect
     effect_terms: dict[str, float] | None = None  # contributions on the logit scale, in EFFECT_TERMS order
-    probe_shift: float = 0.0  # added to the effect after the sigmoid by an onboarded LLM's probe map
+    probe_shift: float = 0.0  # added after the sigmoid: an onboarded LLM's probe map, the thin-evidence fallback
 
 
 @dataclass

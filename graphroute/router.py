@@ -22,6 +22,7 @@ from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder
 from graphroute.errors import DataValidationError
 from graphroute.explain import NEIGHBOURS_SHOWN, Neighbour
+from graphroute.fallback import ThinEvidenceFallback
 from graphroute.features import llm_features, query_features, task_features, user_features
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
@@ -128,7 +129,7 @@ class Router(BaseRouter[GNNState]):
             model, shape = self._train(base, features, graph, val_graph, train, val, new)
         del val_graph
         with self._timed("calibrate"):
-            calibration = self._calibrate(base, features, model, shape, train, graph, val)
+            fallback, calibration = self._calibrate(base, features, model, shape, train, graph, val)
         del graph  # the reference graph is rebuilt below; drop the training graph first
         with self._timed("finish"):
             tables = train.concat(val)  # validation queries become neighbours once selection is over
@@ -141,6 +142,7 @@ class Router(BaseRouter[GNNState]):
                 tables=tables,
                 graph=HeteroData(),
                 interval_calibration=calibration,
+                fallback=fallback.rebased(base.llm_names, tables.llm_means(len(base.llms))),
             )
             state.graph = reference_graph(state, features, tables, k, state.neighbors(k))
             self.feedback = FeedbackQueue()
@@ -155,9 +157,10 @@ class Router(BaseRouter[GNNState]):
         train: LogTables,
         graph: HeteroData,
         val: LogTables,
-    ) -> IntervalCalibration:
-        """Outcome intervals scaled on the validation queries, predicted from the training graph alone (so no
-        validation outcome is among its own neighbours)."""
+    ) -> tuple[ThinEvidenceFallback, IntervalCalibration]:
+        """The thin-evidence fallback, then outcome intervals of the predictions it gives, both measured on the
+        validation queries predicted from the training graph alone (so no validation outcome is among its own
+        neighbours)."""
         self._state = GNNState(
             **{f.name: getattr(base, f.name) for f in fields(FittedState)},
             features=features,
@@ -168,9 +171,13 @@ class Router(BaseRouter[GNNState]):
             graph=graph,
         )
         try:
+            observed = val.outcome_matrix(len(base.llms))
+            effect, _, _ = self._outcomes(val.queries, spread=False)
+            fallback = ThinEvidenceFallback.fit(base.llm_names, train.llm_means(len(base.llms)), effect, observed)
+            self._state.fallback = fallback
             effect, _, spread = self._outcomes(val.queries, spread=True)
             assert spread is not None
-            return IntervalCalibration.fit(effect, spread, val.outcome_matrix(len(base.llms)))
+            return fallback, IntervalCalibration.fit(effect, spread, observed)
         finally:
             self._state = None
             self.__dict__.pop("_cache", None)  # the training graph's cache must not outlive this
@@ -269,6 +276,7 @@ class Router(BaseRouter[GNNState]):
                 supports.append(cache.support(inputs.task, inputs.neighbors))
         effect = np.concatenate(effects).astype(float)
         names = st.llm_names
+        st.fallback.apply(effect, names)
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, names, names.index(name))
         if st.task_priors:

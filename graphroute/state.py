@@ -23,6 +23,7 @@ from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder
 from graphroute.errors import UnknownLLMError
 from graphroute.events import EventCursor
+from graphroute.fallback import ThinEvidenceFallback
 from graphroute.features import query_features, user_features
 from graphroute.graph.builder import attach_queries, build_graph
 from graphroute.graph.knn import nearest_neighbors
@@ -209,6 +210,7 @@ class GNNState(FittedState):
     task_priors: dict[str, TaskPrior] = field(default_factory=dict)
     events_cursor: EventCursor | None = None
     interval_calibration: IntervalCalibration = field(default_factory=IntervalCalibration.gaussian)
+    fallback: ThinEvidenceFallback = field(default_factory=ThinEvidenceFallback)
     # similarity lists of the reference queries, grown as queries are added (``neighbors``)
     neighbor_lists: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _ids_by_text: tuple[int, dict[str, str]] | None = field(default=None, init=False, repr=False)

@@ -265,6 +265,10 @@ def test_bench_without_data_root_says_where_to_point(
     assert_clean_error(result, "--data-root", "GRAPHROUTE_DATA")
     result = in_process(capsys, "bench", "routing", "--data-root", tmp_path, "--out", tmp_path)
     assert_clean_error(result, "llmrouter-9llm", "not found", str(tmp_path))
+    result = in_process(capsys, "bench", "small-logs", "--data-root", tmp_path, "--size", "0", "--out", tmp_path)
+    assert result.returncode == 2 and "--size" in result.stderr
+    result = in_process(capsys, "bench", "small-logs", "--data-root", tmp_path, "--out", tmp_path)
+    assert_clean_error(result, "bench small-logs", "not found")
 
 
 def test_explain_prints_a_table_or_json(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:

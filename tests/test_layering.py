@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_serialization",
             "tuning",
             "uncertainty",
+            "fallback",
             "exploration",
         ),
     ),

@@ -19,7 +19,7 @@ from graphroute.baselines import ROUTERS
 from graphroute.bench.report import format_table, plot_frontiers
 from graphroute.config import RouterConfig
 from graphroute.data.adapters import Benchmark, load_llmrouter, load_routerdc
-from graphroute.data.split import sparsify
+from graphroute.data.split import sparsify, subsample_queries
 from graphroute.evaluation import evaluate
 from graphroute.metrics import REPORT_ALPHAS
 from graphroute.schema import LLMProfile
@@ -166,4 +166,54 @@ def format_held_out(results: dict[str, Any]) -> str:
         parts.append(f"## {dataset}: quality@1.0 on each train task held out in turn")
         parts.append(format_table(rows))
         parts.append(f"graphroute wins (of {res['n_tasks']} tasks): {res['graphroute_wins_of_tasks']}")
+    return "\n\n".join(parts)
+
+
+def run_small_logs(
+    data_root: Path,
+    config: RouterConfig,
+    datasets: Sequence[str],
+    routers: Sequence[str],
+    size: int = 200,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+) -> dict[str, Any]:
+    """Every router fitted on ``size`` random train queries (one draw per seed, which also seeds the fit) and
+    scored on the full test logs: a new deployment's first log. Per dataset and test split, a row per seed with
+    each router's reward at alpha 1 and the GNN's paired difference from the best single LLM at alpha 1 and 0.5;
+    the summary counts the seeds where that difference's interval lies wholly below or above 0."""
+    results: dict[str, Any] = {}
+    for dataset in datasets:
+        full = DATASETS[dataset](data_root / dataset)
+        for seed in seeds:
+            seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            small = Benchmark(subsample_queries(full.train, size, seed), {}, full.llms)
+            fitted, _ = fit_routers(small, routers, seeded)
+            for split, test in full.tests.items():
+                ev = evaluate(fitted, test)
+                row: dict[str, Any] = {"seed": seed} | {n: round(sc.reward[1.0], 4) for n, sc in ev.scores.items()}
+                if "graphroute" in fitted and "best-single" in fitted:
+                    for alpha in (1.0, 0.5):
+                        diff = ev.compare("graphroute", "best-single", alpha)
+                        row[f"gnn-best@{alpha}"] = [round(v, 4) for v in diff]
+                results.setdefault(f"{dataset}/{split}", {"size": size, "rows": []})["rows"].append(row)
+    for res in results.values():
+        diffs = [r["gnn-best@1.0"] for r in res["rows"] if "gnn-best@1.0" in r]
+        res["gnn_minus_best_single@1.0"] = {
+            "mean": round(float(np.mean([d[0] for d in diffs])), 4) if diffs else None,
+            "seeds_below": sum(d[2] < 0 for d in diffs),
+            "seeds_above": sum(d[1] > 0 for d in diffs),
+        }
+    return results
+
+
+def format_small_logs(results: dict[str, Any]) -> str:
+    parts = []
+    for key, res in results.items():
+        parts.append(f"## {key}: reward@1.0 after {res['size']} train queries")
+        rows = [
+            {k: (f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" if isinstance(v, list) else v) for k, v in r.items()}
+            for r in res["rows"]
+        ]
+        parts.append(format_table(rows))
+        parts.append(f"graphroute minus best-single at alpha 1: {res['gnn_minus_best_single@1.0']}")
     return "\n\n".join(parts)
