@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TASK_EVIDENCE_CAP = 5.0  # a task's outcomes speak of its mean, not of one query: worth at most this many neighbours
+# a task's outcomes count about fully up to this many, then saturate: an LLM tried hundreds of times on a task is
+# known there, so exploration leaves it (at 5, Thompson at budget 0.03 kept exploring 31 % of a 2,000-query stream on
+# llmrouter-9llm for regret 212 against greedy's 185; at 200, 14 % for 191)
+TASK_EVIDENCE_CAP = 200.0
 LEVELS = np.round(np.linspace(0.0, 1.0, 101), 2)  # the coverage levels whose conformal quantiles are kept
 
 
