@@ -19,7 +19,7 @@ from torch import nn
 from graphroute import policy
 from graphroute import schema as s
 from graphroute.base import BaseRouter
-from graphroute.data.tables import LogTables, QueryBatch
+from graphroute.data.tables import LogTables, QueryBatch, column_means
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.router import Router
 from graphroute.state import FittedState
@@ -93,10 +93,10 @@ class TaskBestRouter(_CatalogCost):
         both = train.concat(val)
         matrix = both.outcome_matrix(len(self.state.llms))
         tasks = np.array(self.state.task_index(both.queries.tasks, both.queries.emb))
-        overall = _nanmean0(matrix, 0.0)
+        overall = column_means(matrix, 0.0)
         self.table_ = np.stack(
             [
-                _nanmean0(matrix[tasks == t], overall) if (tasks == t).any() else overall
+                column_means(matrix[tasks == t], overall) if (tasks == t).any() else overall
                 for t in range(len(self.state.task_names))
             ]
         )
@@ -126,7 +126,7 @@ class KNNRouter(_CatalogCost):
         self.ref_emb_ = tables.queries.emb
         self.ref_effect_ = tables.outcome_matrix(len(self.state.llms))
         self.ref_task_ = self.state.task_index(tables.queries.tasks, tables.queries.emb)
-        self.prior_ = _nanmean0(self.ref_effect_, 0.0)
+        self.prior_ = column_means(self.ref_effect_, 0.0)
 
     def _knn(self, batch: QueryBatch, k: int) -> np.ndarray:
         if not self.same_task:
@@ -155,7 +155,7 @@ class RidgeRouter(_CatalogCost):
         self._fit_cost(train)
         n_llms = len(self.state.llms)
         y_train, y_val = train.outcome_matrix(n_llms), val.outcome_matrix(n_llms)
-        fill = _nanmean0(y_train, float(np.nanmean(train.frame[s.EFFECT])))
+        fill = column_means(y_train, float(np.nanmean(train.frame[s.EFFECT])))
         weights = []
         for j in range(n_llms):
             fits = {l2: _ridge(train.queries.emb, y_train[:, j], l2, fill[j]) for l2 in self.candidate_l2}
@@ -231,13 +231,6 @@ class TaskKNNRouter(KNNRouter):
     """kNN among training queries of the same task."""
 
     same_task = True
-
-
-def _nanmean0(matrix: np.ndarray, fill: float | np.ndarray) -> np.ndarray:
-    """Column means ignoring NaN; ``fill`` where a column has no value. Shapes: (N, L) → (L,)."""
-    counts = (~np.isnan(matrix)).sum(axis=0)
-    sums = np.nansum(matrix, axis=0)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), fill)
 
 
 def _nanmean0_rows(stack: np.ndarray, fill: np.ndarray) -> np.ndarray:

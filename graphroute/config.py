@@ -133,6 +133,10 @@ class RouterConfig(_Strict):
     onboarding: OnboardingConfig = Field(default_factory=OnboardingConfig)
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
 
+    def with_seed(self, seed: int) -> RouterConfig:
+        """The same config trained with another seed: one fit per seed in the benchmarks."""
+        return self.model_copy(update={"train": self.train.model_copy(update={"seed": seed})})
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> RouterConfig:
         """Read a YAML config; unknown keys are an error naming the key."""

@@ -59,6 +59,17 @@ class QueryInputs:
     inferred: np.ndarray
 
 
+@dataclass
+class ModelPass:
+    """What one pass of the model gives before any post-processing: effect and cost of every (query, LLM), each
+    query's task node, and (when asked) the evidence counts behind each pair. Shapes: (N, L); task (N,)."""
+
+    effect: np.ndarray
+    cost: np.ndarray
+    task: np.ndarray
+    support: tuple[np.ndarray, np.ndarray] | None
+
+
 def member_similarities(base: FittedState, train: LogTables) -> np.ndarray:
     """Each task's members' similarities to its centroid at ``MEMBER_QUANTILES``: what places a query of an unseen
     task among them (``Router.task_trust``). Shapes: → (T, len(MEMBER_QUANTILES))."""
@@ -172,10 +183,10 @@ class Router(BaseRouter[GNNState]):
         )
         try:
             observed = val.outcome_matrix(len(base.llms))
-            effect, _, _ = self._outcomes(val.queries, spread=False)
-            fallback = ThinEvidenceFallback.fit(base.llm_names, train.llm_means(len(base.llms)), effect, observed)
+            raw = self._model_pass(val.queries, spread=True)
+            fallback = ThinEvidenceFallback.fit(base.llm_names, train.llm_means(len(base.llms)), raw.effect, observed)
             self._state.fallback = fallback
-            effect, _, spread = self._outcomes(val.queries, spread=True)
+            effect, _, spread = self._adjusted(raw)  # the intervals of the predictions the router will make
             assert spread is not None
             return fallback, IntervalCalibration.fit(effect, spread, observed)
         finally:
@@ -250,10 +261,13 @@ class Router(BaseRouter[GNNState]):
     def interval_calibration(self) -> IntervalCalibration:
         return self.state.interval_calibration
 
-    @torch.inference_mode()
     def _outcomes(self, batch: QueryBatch, spread: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Effect, cost and (with ``spread``) the evidence spread of every (query, LLM), from one pass that reads
         the query's neighbours once."""
+        return self._adjusted(self._model_pass(batch, spread))
+
+    @torch.inference_mode()
+    def _model_pass(self, batch: QueryBatch, spread: bool) -> ModelPass:
         st = self.state
         cache = self._inference_cache()
         effects, costs, tasks, supports = [], [], [], []
@@ -274,21 +288,29 @@ class Router(BaseRouter[GNNState]):
             costs.append(st.features.cost_usd(cost_z.numpy()))
             if spread:
                 supports.append(cache.support(inputs.task, inputs.neighbors))
-        effect = np.concatenate(effects).astype(float)
+        support = None
+        if spread:
+            support = (np.concatenate([n for n, _ in supports]), np.concatenate([t for _, t in supports]))
+        return ModelPass(
+            np.concatenate(effects).astype(float),
+            np.concatenate(costs).astype(float),
+            np.concatenate(tasks),
+            support,
+        )
+
+    def _adjusted(self, raw: ModelPass) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The pass's effect (changed in place) after the fallback, onboarded LLMs' probe maps and task priors,
+        its cost, and the evidence spread of that effect when the pass kept the evidence counts."""
+        st, effect = self.state, raw.effect
         names = st.llm_names
         st.fallback.apply(effect, names)
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, names, names.index(name))
-        if st.task_priors:
-            task = np.concatenate(tasks)
-            for name, prior in st.task_priors.items():
-                prior.apply(effect, task, names.index(name))
-        cost = np.concatenate(costs).astype(float)
-        if not spread:
-            return effect, cost, None
-        neighbour = np.concatenate([n for n, _ in supports])
-        in_task = np.concatenate([t for _, t in supports])
-        return effect, cost, evidence_spread(effect, neighbour, in_task)
+        for name, prior in st.task_priors.items():
+            prior.apply(effect, raw.task, names.index(name))
+        if raw.support is None:
+            return effect, raw.cost, None
+        return effect, raw.cost, evidence_spread(effect, *raw.support)
 
     def _query_inputs(self, batch: QueryBatch) -> QueryInputs:
         """What the model reads of new queries: features, task, user node, nearest reference queries."""

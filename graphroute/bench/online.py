@@ -275,7 +275,7 @@ def run_online(
         runs = []
         for seed in seeds:
             stream = Stream.split(bench.train, setup, seed)
-            seed_config = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            seed_config = config.with_seed(seed)
             chosen = setup
             if setup.onboard == "auto":
                 chosen = replace(setup, onboard=best_single(seed_config, stream.seed_log, bench.llms, setup.alpha))

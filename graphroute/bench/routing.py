@@ -185,7 +185,7 @@ def run_small_logs(
     for dataset in datasets:
         full = DATASETS[dataset](data_root / dataset)
         for seed in seeds:
-            seeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
+            seeded = config.with_seed(seed)
             small = Benchmark(subsample_queries(full.train, size, seed), {}, full.llms)
             fitted, _ = fit_routers(small, routers, seeded)
             for split, test in full.tests.items():

@@ -85,9 +85,7 @@ class LogTables:
     def llm_means(self, n_llms: int, fill: float = np.nan) -> np.ndarray:
         """Each LLM's mean effect over the queries it answered (the best single LLM is their argmax); ``fill``
         where it answered none. Shapes: → (L,)."""
-        matrix = self.outcome_matrix(n_llms)
-        counts = (~np.isnan(matrix)).sum(axis=0)
-        return np.where(counts > 0, np.nansum(matrix, axis=0) / np.maximum(counts, 1), fill)
+        return column_means(self.outcome_matrix(n_llms), fill)
 
     def outcome_matrix(self, n_llms: int, column: str = s.EFFECT) -> np.ndarray:
         """Mean observed value per (query, LLM); NaN where unobserved. Shapes: → (N, L)."""
@@ -96,3 +94,9 @@ class LogTables:
         q, l_ = zip(*grouped.index, strict=True) if len(grouped) else ((), ())
         out[np.array(q, dtype=int), np.array(l_, dtype=int)] = grouped.to_numpy()
         return out
+
+
+def column_means(matrix: np.ndarray, fill: float | np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN; ``fill`` where a column has no value. Shapes: (N, L) → (L,)."""
+    counts = (~np.isnan(matrix)).sum(axis=0)
+    return np.where(counts > 0, np.nansum(matrix, axis=0) / np.maximum(counts, 1), fill)
