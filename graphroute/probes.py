@@ -10,6 +10,13 @@ The weights shrink towards 1/K each (the new LLM varies from query to query as t
 queries are hard for every LLM), not towards zero: the GNN alone gives a new LLM nearly the same effect on every
 query (its probes fix the level, not the shape), so zero weights left it routed as well on trivia_qa, where every
 LLM scores about 0.2, as on gsm8k.
+
+Without probes the new LLM *is* the average of the others, level included. The GNN's level for an LLM it has no
+outcomes for comes from its description, prices and size alone, and on both benchmark catalogs those predict an
+LLM's effect worse than the plain mean over LLMs does (leave-one-LLM-out); on routerdc-7llm, where every LLM has one
+price, that level sent 29-31 % of dev queries to LLMs onboarded by description and lost 0.005-0.008 reward@0.5
+against not onboarding them, where the average loses nothing. What a description does say is added by the
+description prior (``graphroute.prior``), in proportion to what descriptions explain on the known LLMs.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class ProbeMap:
     others: list[str]
     mean: np.ndarray
     weights: np.ndarray
+    replace: bool = False  # the new LLM's effect is the weighted others' (no probes: no level of its own)
 
     @classmethod
     def fit(cls, others: Sequence[str], predicted: np.ndarray, effect: np.ndarray, centre: np.ndarray) -> ProbeMap:
@@ -54,28 +62,43 @@ class ProbeMap:
 
     @classmethod
     def average(cls, others: Sequence[str], predicted: np.ndarray) -> ProbeMap:
-        """The prior alone, for an LLM onboarded from its description: it varies as the others do on average.
-        On a dev split of llmrouter-9llm this raised description-only onboarding from 97.2 % to 99.8 % of the
-        router trained with the LLM (worst LLM 90.8 % to 96.7 %). Shapes: predicted (n, K) on reference queries."""
-        return cls(list(others), predicted.mean(axis=0), _average_weights(len(others)))
+        """The prior alone, for an LLM onboarded from its description: the average of the others, query by query.
+        Shapes: predicted (n, K) on reference queries."""
+        return cls(list(others), predicted.mean(axis=0), _average_weights(len(others)), replace=True)
 
     def apply(self, effect: np.ndarray, names: Sequence[str], column: int) -> None:
-        """Add the borrowed deviation to ``effect[:, column]`` in place, clipped to [0, 1]; LLMs removed since
-        the fit drop out of the sum. Shapes: effect (N, L)."""
+        """Add the borrowed deviation to ``effect[:, column]`` in place (or, for a map that replaces, set it to
+        the weighted others' effect), clipped to [0, 1]; LLMs removed since the fit drop out of the sum and the
+        weights of a replacing map are renormalised over those left. Shapes: effect (N, L)."""
         index = {n: i for i, n in enumerate(names)}
         keep = [i for i, n in enumerate(self.others) if n in index]
         if not keep:
             return
         cols = [index[self.others[i]] for i in keep]
+        if self.replace:
+            weights = self.weights[keep] / self.weights[keep].sum()
+            effect[:, column] = np.clip(effect[:, cols] @ weights, 0.0, 1.0)
+            return
         shift = (effect[:, cols] - self.mean[keep]) @ self.weights[keep]
         effect[:, column] = np.clip(effect[:, column] + shift, 0.0, 1.0)
 
     def to_dict(self) -> dict[str, object]:
-        return {"others": self.others, "mean": self.mean.tolist(), "weights": self.weights.tolist()}
+        return {
+            "others": self.others,
+            "mean": self.mean.tolist(),
+            "weights": self.weights.tolist(),
+            "replace": self.replace,
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ProbeMap:
-        return cls(list(raw["others"]), np.asarray(raw["mean"], dtype=float), np.asarray(raw["weights"], dtype=float))
+        """``replace`` defaults to False: maps saved before it existed kept the GNN's level."""
+        return cls(
+            list(raw["others"]),
+            np.asarray(raw["mean"], dtype=float),
+            np.asarray(raw["weights"], dtype=float),
+            bool(raw.get("replace", False)),
+        )
 
 
 def _average_weights(k: int) -> np.ndarray:

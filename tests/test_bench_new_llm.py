@@ -3,12 +3,14 @@ is a stratified third with the best LLM; a small run on demo data scores every r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from graphroute import LLMProfile, RouterConfig
-from graphroute.bench.new_llm import Scorer, held_out_set, recovery, run_multi
+from graphroute import LLMProfile, Router, RouterConfig
+from graphroute.bench.new_llm import TASK_ORACLE, Scorer, _task_oracle, held_out_set, recovery, run_multi
 from graphroute.data.adapters import Benchmark
 from graphroute.data.synthetic import make_demo_logs
 
@@ -56,6 +58,22 @@ def test_multi_protocol_on_demo_data(fast_config: RouterConfig) -> None:
         assert {"reward@0.5", "aiq", "share_new@0.5", "recovered@0.5"} <= set(row[key])
     assert result["summary"]["full"]["runs"] == 1
     assert "average:recovery_non_decreasing" in result["summary"]
+    assert {"reward@0.5", "share_new@0.5", "recovered@0.5"} <= set(row[TASK_ORACLE])
+
+
+@pytest.mark.slow
+def test_task_oracle_knows_each_new_llms_task_means(fast_config: RouterConfig, tmp_path: Path) -> None:
+    """The ceiling row's router predicts, on the reference queries of each task, the new LLM's true mean there."""
+    logs, llms = make_demo_logs(n_queries=200, n_users=4, per_query=None, seed=0)
+    new = [llms[0]]
+    Router(fast_config).fit(logs[logs["llm"] != new[0].name], llms[1:]).save(tmp_path / "without")
+    router = _task_oracle(tmp_path / "without", new, logs)
+    queries = router.state.tables.queries
+    predicted = router.predict_outcomes(queries)[0][:, router.state.llm_position(new[0].name)]
+    truth = logs[logs["llm"] == new[0].name].groupby("query")["effect"].mean()
+    frame = pd.DataFrame({"task": queries.tasks, "predicted": predicted, "truth": pd.Series(queries.texts).map(truth)})
+    means = frame.groupby("task")[["predicted", "truth"]].mean()
+    np.testing.assert_allclose(means["predicted"], means["truth"], atol=0.03)
 
 
 def test_scorer_maps_a_smaller_catalog_onto_the_full_one(fitted_router, dense_test: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ from graphroute.data.adapters import Benchmark
 from graphroute.data.tables import QueryBatch
 from graphroute.evaluation import test_tables, truth_of
 from graphroute.metrics import REPORT_ALPHAS, SWEEP_ALPHAS, Truth, aiq, paired_bootstrap, score_choices
+from graphroute.prior import TaskPrior
 from graphroute.router import Router
 from graphroute.schema import LLMProfile
 
@@ -39,6 +40,7 @@ SEEDS = (0, 1, 2)
 PRIORS = ("average", "description")  # onboarding.prior, compared on the same trained routers
 MIN_GAP = 1e-3  # below this reward gap between full and without, recovery is not defined (nothing to recover)
 N_BOOT = 2000
+TASK_ORACLE = "task-oracle"  # ceiling: a task prior that knows the new LLMs' true task means (see _task_oracle)
 
 
 @dataclass
@@ -130,6 +132,28 @@ def _onboard(
         pool = sorted(q for q in truth.index if q in known)
         picked = rng.choice(pool, size=min(n, len(pool)), replace=False).tolist() if n else []
         router.add_llm(profile, probes=[{s.QUERY: q, s.EFFECT: float(truth[q])} for q in picked] or None)
+    return router
+
+
+def _task_oracle(without_dir: Path, profiles: Sequence[LLMProfile], train: pd.DataFrame) -> Router:
+    """The router trained without ``profiles``, each onboarded by description with a task prior that knows its
+    true mean effect per task on the train log: the most any task-level prior (from descriptions or probes)
+    could know, so the ceiling that tells missing information from a wasteful model."""
+    router = _onboard(without_dir, profiles, train, 0, np.random.default_rng(0), "average")
+    st = router.state
+    queries = st.tables.queries
+    effect = router.predict_outcomes(queries)[0]
+    task = st.task_index(queries.tasks, queries.emb)
+    for profile in profiles:
+        truth = train[train[s.LLM] == profile.name].groupby(s.QUERY)[s.EFFECT].mean()
+        observed = pd.Series(queries.texts).map(truth).to_numpy(dtype=float)
+        seen = ~np.isnan(observed)
+        predicted = effect[:, st.llm_position(profile.name)]
+        shift = np.zeros(len(st.task_names))
+        for t in np.unique(task[seen]):
+            rows = seen & (task == t)
+            shift[t] = observed[rows].mean() - predicted[rows].mean()
+        st.task_priors[profile.name] = TaskPrior(shift, np.zeros(len(shift)), float("inf"), 0.0)
     return router
 
 
@@ -239,9 +263,11 @@ def run_multi(
                     onboarded = scorer.score(router, held)
                     rec = recovery(onboarded, base["without"], base["full"], seed=seed)
                     row[f"{prior}:probes={n}"] = {**_public(onboarded), **rec}
+            oracle = scorer.score(_task_oracle(Path(tmp) / "without", profiles, bench.train), held)
+            row[TASK_ORACLE] = {**_public(oracle), **recovery(oracle, base["without"], base["full"], seed=seed)}
         logger.info("seed %d: %s", seed, row)
         per_seed.append(row)
-    keys = ["full", "without", *(f"{prior}:probes={n}" for prior in priors for n in probes)]
+    keys = ["full", "without", *(f"{prior}:probes={n}" for prior in priors for n in probes), TASK_ORACLE]
     summary: dict[str, Any] = {k: _summarise([r[k] for r in per_seed]) for k in keys}
     for prior in priors:
         by_probes = [summary[f"{prior}:probes={n}"].get("recovered@0.5") for n in probes]
