@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from graphroute.config import RouterConfig
 from graphroute.costs import CostScaler, catalog_costs
 from graphroute.data.tables import LogTables, QueryBatch
+from graphroute.encoders import make_encoder, model_folder
 from graphroute.errors import CorruptRouterError
 from graphroute.events import EventCursor
 from graphroute.fallback import ThinEvidenceFallback
@@ -41,6 +43,13 @@ FILES = (
     "log.parquet",
     "users.json",
 )
+ENCODER_DIR = "encoder"  # a tuned MiniLM (sentence-transformers folder), only when the router was fitted with one
+
+
+def tuned_encoder_dir(path: Path) -> Path | None:
+    """The tuned encoder saved in a router folder, or None when the router uses the bundled one."""
+    folder = path / ENCODER_DIR
+    return folder if folder.is_dir() else None
 
 
 def _versions() -> dict[str, str]:
@@ -64,6 +73,9 @@ def save_state(state: GNNState, config: RouterConfig, path: Path) -> None:
         "model_shape": state.model_shape,
     }
     (path / "config.json").write_text(json.dumps(meta, indent=2))
+    tuned = model_folder(state.encoder)
+    if tuned is not None and tuned.resolve() != (path / ENCODER_DIR).resolve():
+        shutil.copytree(tuned, path / ENCODER_DIR, dirs_exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.model.state_dict().items()}, str(path / "model.safetensors"))
     torch.save(state.graph.to_dict(), path / "graph.pt")
     vocab = {
@@ -166,13 +178,12 @@ def _load(path: Path) -> tuple[RouterConfig, GNNState]:
     from safetensors.torch import load_file
     from torch_geometric.data import HeteroData
 
-    from graphroute.encoders import make_encoder
     from graphroute.nn.model import RouterGNN
 
     meta = json.loads((path / "config.json").read_text())
     _check_format(meta, path)
     config = RouterConfig.model_validate(meta["config"])
-    encoder = make_encoder(config.encoder)
+    encoder = make_encoder(config.encoder, model_dir=tuned_encoder_dir(path))
     if encoder.name != meta["encoder"]:
         raise CorruptRouterError(f"{path}: saved with encoder {meta['encoder']!r}, config gives {encoder.name!r}")
     vocab = json.loads((path / "vocab.json").read_text())

@@ -22,7 +22,8 @@ from graphroute.costs import CostScaler, catalog_costs, fill_costs
 from graphroute.data.io import catalog_from_records, validate_interactions
 from graphroute.data.split import split_by_query
 from graphroute.data.tables import LogTables, QueryBatch
-from graphroute.encoders import TextEncoder, make_encoder
+from graphroute.encoder_tuning import tune_encoder
+from graphroute.encoders import SentenceTransformerEncoder, TextEncoder, make_encoder
 from graphroute.errors import DataValidationError, NotFittedError, UnknownLLMError
 from graphroute.explain import EFFECT_TERMS, Explanation, LLMExplanation, Neighbour
 from graphroute.exploration import Explorer
@@ -94,6 +95,13 @@ class BaseRouter(Generic[S]):
         catalog = catalog_from_records([m.model_dump() for m in catalog], source="llms")
         encoder = self.encoder or make_encoder(self.config.encoder)
         frame = fill_costs(validate_interactions(logs, catalog, source="logs"), catalog, encoder)
+        splits = split_by_query(frame, val=self.config.train.val_fraction, seed=self.config.train.seed)
+        if splits.train.empty or splits.val.empty:
+            raise DataValidationError("logs: too few distinct queries to carve a validation split")
+        if self.config.encoder.tuning.epochs and isinstance(encoder, SentenceTransformerEncoder):
+            with self._timed("tune_encoder"):
+                names = [m.name for m in catalog]
+                encoder = tune_encoder(encoder, splits.train, names, self.config.encoder, self.config.train.seed)
         base = FittedState(
             encoder=encoder,
             llms=list(catalog),
@@ -103,9 +111,6 @@ class BaseRouter(Generic[S]):
             task_centroids=np.zeros((0, encoder.dim), dtype=np.float32),
             user_ids=sorted(frame[s.USER_ID].unique().tolist()),
         )
-        splits = split_by_query(frame, val=self.config.train.val_fraction, seed=self.config.train.seed)
-        if splits.train.empty or splits.val.empty:
-            raise DataValidationError("logs: too few distinct queries to carve a validation split")
         train, val = base.to_tables(splits.train), base.to_tables(splits.val)
         base.task_names, base.task_centroids = task_centroids(train)
         return base, train, val

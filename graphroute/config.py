@@ -5,11 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderTuningConfig(_Strict):
+    """Fine-tuning MiniLM on the routing objective before the router embeds its log (minilm encoder only)."""
+
+    epochs: int = Field(
+        default=0,
+        ge=0,
+        description="Passes over the training queries (0: the bundled encoder as it is). The tuned encoder is saved "
+        "in the router folder and embeds every query the router sees, when fitting and when serving.",
+    )
+    layers: int = Field(
+        default=2, ge=1, le=6, description="Top transformer layers tuned (the ones below stay as bundled)."
+    )
+    lr: float = Field(default=2e-5, gt=0, description="AdamW learning rate of the tuned layers.")
+    batch_size: int = Field(default=32, ge=2, description="Queries per step (the query-query contrast is in-batch).")
+    temperature: float = Field(default=0.05, gt=0, description="Temperature of both contrastive losses.")
+    task_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the query-query contrast (queries of one task pulled together)."
+    )
+    margin: float = Field(
+        default=0.1,
+        ge=0,
+        description="A query teaches which LLMs suit it when its best and worst effects differ by more than this; "
+        "the LLMs within it of the best are its positives, those within it of the worst its negatives.",
+    )
+    max_tokens: int = Field(default=64, gt=0, description="Tokens of each query read while tuning (speed).")
 
 
 class EncoderConfig(_Strict):
@@ -33,6 +60,13 @@ class EncoderConfig(_Strict):
         description="Run MiniLM quantised to int8 (onnx runtime only): faster, with vectors close to but not equal "
         "to the exact ones (a cache and a router of their own).",
     )
+    tuning: EncoderTuningConfig = Field(default_factory=EncoderTuningConfig)
+
+    @model_validator(mode="after")
+    def _tunable(self) -> EncoderConfig:
+        if self.tuning.epochs and self.kind != "minilm":
+            raise ValueError(f"tuning.epochs: only the minilm encoder can be fine-tuned (kind is {self.kind!r})")
+        return self
 
 
 class GraphConfig(_Strict):
@@ -84,9 +118,10 @@ class TrainConfig(_Strict):
 class OnboardingConfig(_Strict):
     prior: Literal["description", "average"] = Field(
         default="average",
-        description="What a new LLM's effect per task starts from. 'average': the known LLMs' average (its "
-        "description reaches the GNN only as node features); 'description': the known LLMs' task means weighted by "
-        "how alike their descriptions are, the weighting chosen by leave-one-LLM-out (graphroute.prior).",
+        description="What a new LLM's effect starts from. 'average': the known LLMs' average, query by query (without "
+        "probes its own level from description, prices and size is not used: on the benchmark catalogs it predicts "
+        "worse than the average); 'description': that average shifted per task towards the task means of the known "
+        "LLMs alike in description, as far as descriptions explain them leave-one-LLM-out (graphroute.prior).",
     )
 
 

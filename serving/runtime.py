@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from graphroute import Router
 from graphroute.config import ExplorationConfig
-from graphroute.encoders import MemoryCache, make_encoder
+from graphroute.encoders import MemoryCache, make_encoder, model_folder
 from graphroute.errors import GraphRouteError
 from graphroute.events import Event, FeedbackEvent
 from graphroute.exploration import Explorer
@@ -150,7 +150,8 @@ class Served:
         router = Router.load(folder)
         if exploration is not None:
             router.explorer = Explorer(exploration)
-        router.state.encoder = MemoryCache(make_encoder(router.config.encoder, cache_vectors=False), cache_items)
+        bare = make_encoder(router.config.encoder, cache_vectors=False, model_dir=model_folder(router.state.encoder))
+        router.state.encoder = MemoryCache(bare, cache_items)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
         router.predict_outcomes(["warm-up"])  # build the inference cache before the first request
         return cls(router, f"{folder.name}:{digest}")

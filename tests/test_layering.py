@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("schema", "errors", "config", "_version", "progress", "events", "policy")),
     ("data", ("data",)),
-    ("text", ("encoders", "onnx_encoder", "costs", "features")),
+    ("text", ("encoders", "encoder_tuning", "onnx_encoder", "costs", "features")),
     ("graph", ("graph",)),
     ("nn", ("nn",)),
     ("training", ("training", "distributed")),

@@ -184,6 +184,22 @@ def test_probe_map_is_a_shrunk_regression_on_the_other_llms() -> None:
     np.testing.assert_allclose(again.weights, borrowed.weights)
 
 
+def test_average_map_makes_the_new_llm_the_mean_of_the_others() -> None:
+    """Without probes the new LLM's effect is the others' mean, level included (its own predicted level, from its
+    description alone, is dropped); an LLM removed since drops out and the rest are re-weighted."""
+    rng = np.random.default_rng(0)
+    reference = rng.random((50, 3))
+    average = ProbeMap.average(["a", "b", "c"], reference)
+    rows = np.column_stack([rng.random((20, 3)), np.full(20, 0.9)])
+    average.apply(rows, ["a", "b", "c", "new"], 3)
+    np.testing.assert_allclose(rows[:, 3], rows[:, :3].mean(axis=1))
+    fewer = rows[:, [0, 2, 3]].copy()
+    average.apply(fewer, ["a", "c", "new"], 2)
+    np.testing.assert_allclose(fewer[:, 2], fewer[:, :2].mean(axis=1))
+    again = ProbeMap.from_dict(average.to_dict())
+    assert again.replace and not ProbeMap.from_dict({**average.to_dict(), "replace": False}).replace
+
+
 def test_probes_from_one_task_stay_local(router: Router, dense_test: pd.DataFrame, tmp_path: Path) -> None:
     """A new LLM probed on maths only (effect 1.0 on ten maths queries) wins maths queries, while its share of
     routes on every other task moves by at most 10 points from description-only onboarding: one task's probes
