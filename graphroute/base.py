@@ -98,10 +98,13 @@ class BaseRouter(Generic[S]):
         splits = split_by_query(frame, val=self.config.train.val_fraction, seed=self.config.train.seed)
         if splits.train.empty or splits.val.empty:
             raise DataValidationError("logs: too few distinct queries to carve a validation split")
-        if self.config.encoder.tuning.epochs and isinstance(encoder, SentenceTransformerEncoder):
-            with self._timed("tune_encoder"):
-                names = [m.name for m in catalog]
-                encoder = tune_encoder(encoder, splits.train, names, self.config.encoder, self.config.train.seed)
+        if self.config.encoder.tuning.epochs:
+            if isinstance(encoder, SentenceTransformerEncoder):
+                with self._timed("tune_encoder"):
+                    names = [m.name for m in catalog]
+                    encoder = tune_encoder(encoder, splits.train, names, self.config.encoder, self.config.train.seed)
+            else:
+                logger.warning("encoder.tuning: %s cannot be tuned; fitting with it as it is", encoder.name)
         base = FittedState(
             encoder=encoder,
             llms=list(catalog),

@@ -111,3 +111,14 @@ def test_router_with_a_tuned_encoder_saves_loads_and_serves_it(tmp_path: Path, m
 def test_only_minilm_can_be_tuned() -> None:
     with pytest.raises(ValueError, match="tuning.epochs"):
         EncoderConfig(kind="hashing", tuning={"epochs": 1})
+
+
+def test_an_encoder_that_cannot_be_tuned_is_used_as_it_is_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from graphroute.encoders import HashingEncoder
+
+    logs, llms = make_demo_logs(n_queries=40, n_users=2, per_query=None, seed=0)
+    config = RouterConfig(encoder={"tuning": {"epochs": 1}}, train={"epochs": 1})
+    with caplog.at_level("WARNING", logger="graphroute.base"):
+        router = Router(config, encoder=HashingEncoder(32)).fit(logs, llms)
+    assert router.state.encoder.name == HashingEncoder(32).name
+    assert "cannot be tuned" in caplog.text
