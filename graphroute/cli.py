@@ -17,8 +17,6 @@ from graphroute.errors import GraphRouteError
 
 DEFAULT_CACHE = Path(os.environ.get("GRAPHROUTE_CACHE", Path.home() / ".cache" / "graphroute"))
 DEFAULT_DATA = Path(os.environ["GRAPHROUTE_DATA"]) if os.environ.get("GRAPHROUTE_DATA") else None
-ONLINE_SEEDS = (0, 1, 2)
-SMALL_SEEDS = (0, 1, 2, 3, 4)
 
 
 def _config(args: argparse.Namespace) -> RouterConfig:
@@ -162,10 +160,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = run_routing(root, _config(args), args.datasets, args.routers, out, args.sparse)
         print(format_results(results))
     elif args.protocol == "small-logs":
-        from graphroute.bench.routing import format_small_logs, run_small_logs
+        from graphroute.bench.routing import SMALL_LOG_SEEDS, format_small_logs, run_small_logs
 
         assert root is not None
-        results = run_small_logs(root, _config(args), args.datasets, args.routers, args.size, args.seeds or SMALL_SEEDS)
+        seeds = args.seeds or SMALL_LOG_SEEDS
+        results = run_small_logs(root, _config(args), args.datasets, args.routers, args.size, seeds)
         print(format_small_logs(results))
     elif args.protocol == "held-out-tasks":
         from graphroute.bench.routing import format_held_out, run_held_out_tasks
@@ -197,7 +196,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(format_scale(results))
         plot_scale(results, out / "scale.png")
     elif args.protocol == "online":
-        from graphroute.bench.online import POLICIES, OnlineSetup, demo_benchmark, format_online, run_online
+        from graphroute.bench.online import POLICIES, SEEDS, OnlineSetup, demo_benchmark, format_online, run_online
         from graphroute.bench.routing import DATASETS
 
         assert root is not None
@@ -206,7 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             retrain_every=args.retrain_every, max_stream=args.max_stream, budget=args.explore_budget,
             onboard=args.onboard,
         )  # fmt: skip
-        seeds = args.seeds or ONLINE_SEEDS
+        seeds = args.seeds or SEEDS
         results = run_online(benches, _config(args), setup, seeds, args.policies or POLICIES, out_dir=out)
         print(format_online(results))
     else:

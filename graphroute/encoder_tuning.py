@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from graphroute import progress
 from graphroute import schema as s
 from graphroute.config import EncoderConfig
-from graphroute.encoders import SentenceTransformerEncoder
+from graphroute.encoders import SentenceTransformerEncoder, make_encoder
 
 logger = logging.getLogger(__name__)
 KEY_LR = 1e-3  # the LLM keys start random and must move much faster than the pretrained weights
@@ -129,13 +129,8 @@ def tune_encoder(
     folder = tempfile.TemporaryDirectory(prefix="graphroute-encoder-")
     model.save(folder.name)
     logger.info("tuned the top %d encoder layers on %d queries (%d steps)", len(top), len(texts), len(steps))
-    tuned = SentenceTransformerEncoder(
-        batch_size=config.batch_size,
-        cache_dir=config.cache_dir,
-        runtime=config.runtime,
-        quantize=config.quantize,
-        model_dir=Path(folder.name),
-    )
+    tuned = make_encoder(config, model_dir=Path(folder.name))
+    assert isinstance(tuned, SentenceTransformerEncoder)
     tuned.owned_dir = folder  # removed with the encoder; ``save`` copies the model into the router folder
     return tuned
 

@@ -43,6 +43,7 @@ from graphroute.schema import LLMProfile, RouteRequest
 logger = logging.getLogger(__name__)
 FULL = "full-info"
 POLICIES = (FULL, "greedy", "epsilon", "thompson", "linucb", "uniform")
+SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def run_online(
     benches: dict[str, Benchmark],
     config: RouterConfig,
     setup: OnlineSetup,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = SEEDS,
     policies: Sequence[str] = POLICIES,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:

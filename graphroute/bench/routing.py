@@ -26,6 +26,7 @@ from graphroute.schema import LLMProfile
 
 logger = logging.getLogger(__name__)
 DATASETS = {"llmrouter-9llm": load_llmrouter, "routerdc-7llm": load_routerdc}
+SMALL_LOG_SEEDS = (0, 1, 2, 3, 4)
 
 
 def fit_routers(
@@ -175,7 +176,7 @@ def run_small_logs(
     datasets: Sequence[str],
     routers: Sequence[str],
     size: int = 200,
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    seeds: Sequence[int] = SMALL_LOG_SEEDS,
 ) -> dict[str, Any]:
     """Every router fitted on ``size`` random train queries (one draw per seed, which also seeds the fit) and
     scored on the full test logs: a new deployment's first log. Per dataset and test split, a row per seed with
