@@ -29,7 +29,7 @@ from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
 from graphroute.onboarding import FeedbackQueue
 from graphroute.prior import fit_task_prior
-from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap
+from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap, level_components
 from graphroute.schema import Interaction, LLMProfile
 from graphroute.state import FittedState, GNNState, NodeFeatures, attach_batch, reference_graph
 from graphroute.training import Labels, TrainResult, fit_model
@@ -305,7 +305,7 @@ class Router(BaseRouter[GNNState]):
         names = st.llm_names
         st.fallback.apply(effect, names)
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
-            borrowed.apply(effect, names, names.index(name))
+            borrowed.apply(effect, names, names.index(name), raw.task)
         for name, prior in st.task_priors.items():
             prior.apply(effect, raw.task, names.index(name))
         if raw.support is None:
@@ -510,9 +510,13 @@ class Router(BaseRouter[GNNState]):
 
     def _reference_sample(self) -> QueryBatch:
         """A seeded sample of the reference queries (up to ``AVERAGE_SAMPLE``): where onboarding measures levels."""
+        return self.state.tables.queries.take(self._reference_rows())
+
+    def _reference_rows(self) -> np.ndarray:
+        """Rows of the reference queries in the seeded sample, sorted."""
         queries = self.state.tables.queries
         rng = np.random.default_rng(self.config.train.seed)
-        return queries.take(np.sort(rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False)))
+        return np.sort(rng.choice(len(queries), size=min(AVERAGE_SAMPLE, len(queries)), replace=False))
 
     def _fit_prior(self, name: str, rows: pd.DataFrame | None) -> None:
         """The new LLM's ``TaskPrior`` from the known LLMs' task means and descriptions (``graphroute.prior``)."""
@@ -538,21 +542,46 @@ class Router(BaseRouter[GNNState]):
         return onboarding.check_llm(self.state, self.feedback, profile, probes)
 
     def _borrow_from_others(self, name: str, probe_rows: pd.DataFrame | None, sample_effect: np.ndarray) -> None:
-        """Fit the new LLM's ``ProbeMap``: its probe outcomes against the other LLMs' predicted effects on the
-        same queries, or with fewer than ``MIN_PROBES`` the others' average shape (see graphroute.probes).
-        ``sample_effect``: every LLM's predicted effect on the reference sample (the others' centre)."""
+        """Fit the new LLM's ``ProbeMap``: the others' average, with ``MIN_PROBES`` or more probe outcomes the
+        shape they borrow from the LLMs they agree with and the level per probed task that the known LLMs'
+        spread allows (see graphroute.probes). ``sample_effect``: every LLM's predicted effect on the reference
+        sample (``_reference_rows``)."""
         st = self.state
         others = [n for n in st.llm_names if n != name]
         if not others:
             return
         columns = [st.llm_position(n) for n in others]
         reference = sample_effect[:, columns]
-        if probe_rows is not None and len(probe_rows) >= MIN_PROBES:
-            predicted, _ = self.predict_outcomes(probe_rows[s.QUERY].tolist())
-            effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
-            st.probe_maps[name] = ProbeMap.fit(others, predicted[:, columns], effect, reference.mean(axis=0))
-        else:
+        if probe_rows is None or len(probe_rows) < MIN_PROBES:
             st.probe_maps[name] = ProbeMap.average(others, reference)
+            return
+        queries = st.tables.queries
+        rows = self._reference_rows()
+        components = level_components(
+            reference,
+            self._observed(rows)[:, columns],
+            st.task_index([queries.tasks[i] for i in rows], queries.emb[rows]),
+        )
+        position = {q: i for i, q in enumerate(st.tables.query_ids)}
+        probed = probe_rows[s.QUERY_ID].map(position).to_numpy()
+        task = st.task_index([queries.tasks[i] for i in probed], queries.emb[probed])
+        predicted = self.predict_outcomes(queries.take(probed))[0][:, columns]
+        effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
+        shape = ProbeMap.fit(others, predicted, effect, reference.mean(axis=0))
+        st.probe_maps[name] = ProbeMap.levels(shape, predicted, effect, task, len(st.task_names), components)
+
+    def _observed(self, rows: np.ndarray) -> np.ndarray:
+        """Mean logged effect of each LLM on the given reference query rows, NaN where none. Shapes: → (n, L)."""
+        st = self.state
+        frame = st.tables.frame
+        rated = frame[frame[s.EFFECT].notna() & frame["q"].isin(rows)]
+        position = np.full(len(st.tables.queries), -1)
+        position[rows] = np.arange(len(rows))
+        sums, counts = np.zeros((len(rows), len(st.llms))), np.zeros((len(rows), len(st.llms)))
+        cells = (position[rated["q"].to_numpy()], rated["l"].to_numpy())
+        np.add.at(sums, cells, rated[s.EFFECT].to_numpy(dtype=float))
+        np.add.at(counts, cells, 1.0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
     def disable_llm(self, name: str, disabled: bool = True) -> Self:
         """Stop (or, with disabled=False, resume) routing to an LLM; its history stays in the graph."""

@@ -9,7 +9,7 @@ import torch
 
 from graphroute import LLMProfile, Router
 from graphroute.errors import DataValidationError, UnknownLLMError
-from graphroute.probes import ProbeMap
+from graphroute.probes import LevelComponents, ProbeMap, level_components
 
 QUERY = "Who wrote the novel about the whale?"  # trivia: a cheap and a dear LLM both have a case
 
@@ -198,6 +198,54 @@ def test_average_map_makes_the_new_llm_the_mean_of_the_others() -> None:
     np.testing.assert_allclose(fewer[:, 2], fewer[:, :2].mean(axis=1))
     again = ProbeMap.from_dict(average.to_dict())
     assert again.replace and not ProbeMap.from_dict({**average.to_dict(), "replace": False}).replace
+
+
+def test_level_components_measure_how_the_known_llms_differ() -> None:
+    """Each known LLM against the average of the others: the spread of their global levels, of their parts per
+    task, and of one outcome around both, recovered from outcomes drawn with known variances."""
+    rng = np.random.default_rng(0)
+    n, k, n_tasks = 4000, 12, 8
+    task = rng.integers(0, n_tasks, n)
+    level = rng.normal(0, 0.1, k)
+    part = rng.normal(0, 0.05, (n_tasks, k))
+    base = rng.uniform(0.3, 0.7, n)[:, None]
+    predicted = base + level[None, :] + part[task]
+    observed = predicted + rng.normal(0, 0.3, (n, k))
+    observed[rng.random((n, k)) < 0.5] = np.nan  # a sparse log: half the outcomes missing
+    c = level_components(predicted, observed, task)
+    # against the others' average a level varies by a factor k / (k - 1) more than around the catalog mean
+    assert 0.5 * 0.1**2 < c.level_var < 2 * 0.1**2, c
+    assert 0.5 * 0.05**2 < c.task_var < 2 * 0.05**2, c
+    assert abs(c.noise_var - 0.3**2) < 0.01, c
+    assert level_components(predicted[:, :1], observed[:, :1], task) == LevelComponents(0.0, 0.0, 1.0)
+
+
+def test_probe_levels_move_with_evidence_and_only_on_probed_tasks() -> None:
+    """The level over the others' average is a posterior mean: near 0 when the known LLMs barely differ or the
+    probes are few and noisy, near the probes' mean residual when they are many; tasks without probes keep 0,
+    and the map survives a round trip."""
+    rng = np.random.default_rng(1)
+    others = ["a", "b", "c"]
+    predicted = rng.uniform(0.2, 0.8, (60, 3))
+    task = np.repeat([0, 1], 30)
+    effect = predicted.mean(axis=1) + np.where(task == 0, 0.3, 0.1)
+    shape = ProbeMap.average(others, predicted)
+    wide = ProbeMap.levels(shape, predicted, effect, task, 3, LevelComponents(0.05, 0.05, 0.01))
+    np.testing.assert_allclose(wide.offset[:2], [0.3, 0.1], atol=0.01)
+    assert wide.offset[2] == 0.0  # no probes on task 2
+    alike = ProbeMap.levels(shape, predicted, effect, task, 3, LevelComponents(1e-4, 1e-4, 0.25))
+    assert np.all(np.abs(alike.offset) < 0.02), alike.offset
+    few = ProbeMap.levels(shape, predicted[:3], effect[:3], task[:3], 3, LevelComponents(0.01, 0.01, 0.25))
+    assert 0.0 < few.offset[0] < 0.1 and few.offset[1] == 0.0, few.offset
+    rows = np.column_stack([predicted, np.zeros(60)])
+    wide.apply(rows, [*others, "new"], 3, task)
+    np.testing.assert_allclose(rows[:, 3], np.clip(effect, 0, 1), atol=0.01)
+    unseen = np.column_stack([predicted[:5], np.zeros(5)])
+    wide.apply(unseen, [*others, "new"], 3, np.full(5, 7))  # a task added after onboarding: the average
+    np.testing.assert_allclose(unseen[:, 3], predicted[:5].mean(axis=1))
+    again = ProbeMap.from_dict(wide.to_dict())
+    assert again.replace
+    np.testing.assert_allclose(again.offset, wide.offset)
 
 
 def test_probes_from_one_task_stay_local(router: Router, dense_test: pd.DataFrame, tmp_path: Path) -> None:
