@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from graphroute import LLMProfile, Router, RouterConfig
-from graphroute.bench.new_llm import TASK_ORACLE, Scorer, _task_oracle, held_out_set, recovery, run_multi
+from graphroute.bench.new_llm import TASK_ORACLE, Scorer, _onboard, _task_oracle, held_out_set, recovery, run_multi
 from graphroute.data.adapters import Benchmark
 from graphroute.data.synthetic import make_demo_logs
 
@@ -81,3 +81,27 @@ def test_scorer_maps_a_smaller_catalog_onto_the_full_one(fitted_router, dense_te
     full = scorer.score(fitted_router, ["tiny-fast"])
     assert len(full["per_query@0.5"]) == len(dense_test.drop_duplicates("query"))
     assert 0.0 <= full["share_new@0.5"] <= 1.0 and full["aiq"] > 0
+
+
+@pytest.mark.slow
+def test_more_probes_are_never_worse_on_average(fast_config: RouterConfig, tmp_path: Path) -> None:
+    """Each demo LLM held out in turn and onboarded with 0, 10 and 50 probes (3 random probe sets per count): the
+    mean reward@0.5 over LLMs and probe sets does not fall as probes are added, and the most probes do better than
+    none."""
+    logs, llms = make_demo_logs(n_queries=300, n_users=6, per_query=None, seed=0)
+    test = make_demo_logs(n_queries=120, n_users=6, per_query=None, seed=1)[0]
+    full = Router(fast_config).fit(logs, llms)
+    scorer = Scorer.of(full, test)
+    means = {n: [] for n in (0, 10, 50)}
+    for i, profile in enumerate(llms):
+        Router(fast_config).fit(logs[logs["llm"] != profile.name], [m for m in llms if m is not profile]).save(
+            tmp_path / profile.name
+        )
+        for n in means:
+            for draw in range(3 if n else 1):
+                rng = np.random.default_rng([i, n, draw])
+                router = _onboard(tmp_path / profile.name, [profile], logs, n, rng, "average")
+                means[n].append(scorer.score(router, [profile.name])["reward@0.5"])
+    reward = {n: float(np.mean(v)) for n, v in means.items()}
+    assert reward[0] <= reward[10] + 1e-3 and reward[10] <= reward[50] + 1e-3, reward
+    assert reward[50] > reward[0], reward
