@@ -123,6 +123,14 @@ class OnboardingConfig(_Strict):
         "worse than the average); 'description': that average shifted per task towards the task means of the known "
         "LLMs alike in description, as far as descriptions explain them leave-one-LLM-out (graphroute.prior).",
     )
+    level_threshold: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="How many posterior standard deviations a probed task's level over the known LLMs' average is "
+        "moved back towards it (to 0 where it would cross). 0: the posterior mean, which recovers most where a new "
+        "LLM is worth having; 0.5 keeps new LLMs off queries they win by a few lucky probes, for catalogs of "
+        "similar LLMs where there is little to recover (graphroute.probes).",
+    )
 
 
 class ExplorationConfig(_Strict):

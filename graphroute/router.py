@@ -568,7 +568,8 @@ class Router(BaseRouter[GNNState]):
         predicted = self.predict_outcomes(queries.take(probed))[0][:, columns]
         effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
         shape = ProbeMap.fit(others, predicted, effect, reference.mean(axis=0))
-        st.probe_maps[name] = ProbeMap.levels(shape, predicted, effect, task, len(st.task_names), components)
+        threshold = self.config.onboarding.level_threshold
+        st.probe_maps[name] = ProbeMap.levels(shape, predicted, effect, task, len(st.task_names), components, threshold)
 
     def _observed(self, rows: np.ndarray) -> np.ndarray:
         """Mean logged effect of each LLM on the given reference query rows, NaN where none. Shapes: → (n, L)."""

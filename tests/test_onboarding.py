@@ -221,24 +221,26 @@ def test_level_components_measure_how_the_known_llms_differ() -> None:
 
 
 def test_probe_levels_move_with_evidence_and_only_on_probed_tasks() -> None:
-    """The level over the others' average is a posterior mean, moved back towards 0 by part of its spread: 0 when
-    the known LLMs barely differ or the probes are few and noisy, near the probes' mean residual when they are
-    many; tasks without probes keep 0, and the map survives a round trip."""
+    """The level over the others' average is a posterior mean (with a threshold, moved back towards 0 by part of
+    its spread): near 0 when the known LLMs barely differ or the probes are few and noisy, near the probes' mean
+    residual when they are many; tasks without probes keep 0, and the map survives a round trip."""
     rng = np.random.default_rng(1)
     others = ["a", "b", "c"]
     predicted = rng.uniform(0.2, 0.8, (60, 3))
     task = np.repeat([0, 1], 30)
     effect = predicted.mean(axis=1) + np.where(task == 0, 0.3, 0.1)
     shape = ProbeMap.average(others, predicted)
-    wide = ProbeMap.levels(shape, predicted, effect, task, 3, LevelComponents(0.05, 0.05, 0.01))
+    wide = ProbeMap.levels(shape, predicted, effect, task, 3, LevelComponents(0.05, 0.05, 0.01), 0.5)
     np.testing.assert_allclose(wide.offset[:2], [0.3, 0.1], atol=0.02)
     assert np.all(wide.offset[:2] < [0.3, 0.1])  # moved back towards the average by part of the posterior spread
     assert wide.offset[2] == 0.0  # no probes on task 2
     alike = ProbeMap.levels(shape, predicted, effect, task, 3, LevelComponents(1e-4, 1e-4, 0.25))
     assert np.all(np.abs(alike.offset) < 0.02), alike.offset
-    few = ProbeMap.levels(shape, predicted[:3], effect[:3], task[:3], 3, LevelComponents(0.01, 0.01, 0.25))
+    few = ProbeMap.levels(shape, predicted[:3], effect[:3], task[:3], 3, LevelComponents(0.01, 0.01, 0.25), 0.5)
     assert np.all(few.offset == 0.0), few.offset  # three noisy probes: within the spread of chance, no move
-    some = ProbeMap.levels(shape, predicted[:20], effect[:20], task[:20], 3, LevelComponents(0.01, 0.01, 0.25))
+    plain = ProbeMap.levels(shape, predicted[:3], effect[:3], task[:3], 3, LevelComponents(0.01, 0.01, 0.25))
+    assert 0.0 < plain.offset[0] < 0.1, plain.offset  # the posterior mean itself: a small move
+    some = ProbeMap.levels(shape, predicted[:20], effect[:20], task[:20], 3, LevelComponents(0.01, 0.01, 0.25), 0.5)
     assert 0.0 < some.offset[0] < 0.3 and some.offset[1] == 0.0, some.offset
     rows = np.column_stack([predicted, np.zeros(60)])
     wide.apply(rows, [*others, "new"], 3, task)

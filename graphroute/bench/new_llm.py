@@ -125,7 +125,8 @@ def _onboard(
     """The router trained without ``profiles``, each onboarded with ``n`` probes drawn from its train outcomes and
     the given ``onboarding.prior``."""
     router = Router.load(without_dir)
-    router.config = RouterConfig.model_validate({**router.config.model_dump(), "onboarding": {"prior": prior}})
+    onboarding = {**router.config.onboarding.model_dump(), "prior": prior}
+    router.config = RouterConfig.model_validate({**router.config.model_dump(), "onboarding": onboarding})
     known = set(router.state.tables.queries.texts)
     for profile in profiles:
         truth = train[train[s.LLM] == profile.name].groupby(s.QUERY)[s.EFFECT].mean()
