@@ -93,12 +93,11 @@ class ProbeMap:
         residual = effect - blank._replaced(predicted, task)
         same = (task[:, None] == task[None, :]).astype(float)
         cov = c.level_var + c.task_var * same + c.noise_var * np.eye(len(effect))
-        alpha = np.linalg.solve(cov, residual)
-        by_task = np.bincount(task, weights=alpha, minlength=n_tasks)[:n_tasks]
-        probed = np.bincount(task, minlength=n_tasks)[:n_tasks] > 0
-        mean = c.level_var * alpha.sum() + c.task_var * by_task
         cross = c.level_var + c.task_var * (np.arange(n_tasks)[:, None] == task[None, :])  # (T, n)
-        var = c.level_var + c.task_var - np.einsum("tn,nt->t", cross, np.linalg.solve(cov, cross.T))
+        solved = np.linalg.solve(cov, np.column_stack([residual, cross.T]))  # (n, 1 + T)
+        mean = cross @ solved[:, 0]  # (T,) posterior mean of level + task part
+        var = c.level_var + c.task_var - np.einsum("tn,nt->t", cross, solved[:, 1:])
+        probed = np.bincount(task, minlength=n_tasks)[:n_tasks] > 0
         sd = np.sqrt(np.maximum(var, 0.0))
         mean = np.sign(mean) * np.maximum(np.abs(mean) - threshold * sd, 0.0)
         blank.offset = np.where(probed, mean, 0.0)
@@ -168,7 +167,7 @@ class LevelComponents:
 def level_components(predicted: np.ndarray, observed: np.ndarray, task: np.ndarray) -> LevelComponents:
     """Shapes: predicted (N, L) effects of the known LLMs on reference queries, observed (N, L) their logged
     outcomes (NaN where none), task (N,) indices."""
-    n, k = predicted.shape
+    k = predicted.shape[1]
     if k < 2:
         return LevelComponents(0.0, 0.0, 1.0)
     others = (predicted.sum(axis=1, keepdims=True) - predicted) / (k - 1)  # each LLM's average of the others

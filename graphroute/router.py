@@ -557,32 +557,17 @@ class Router(BaseRouter[GNNState]):
             return
         queries = st.tables.queries
         rows = self._reference_rows()
-        components = level_components(
-            reference,
-            self._observed(rows)[:, columns],
-            st.task_index([queries.tasks[i] for i in rows], queries.emb[rows]),
-        )
+        sample = queries.take(rows)
+        observed = st.tables.outcome_matrix(len(st.llms))[rows][:, columns]
+        components = level_components(reference, observed, st.task_index(sample.tasks, sample.emb))
         position = {q: i for i, q in enumerate(st.tables.query_ids)}
-        probed = probe_rows[s.QUERY_ID].map(position).to_numpy()
-        task = st.task_index([queries.tasks[i] for i in probed], queries.emb[probed])
-        predicted = self.predict_outcomes(queries.take(probed))[0][:, columns]
+        probed = queries.take(probe_rows[s.QUERY_ID].map(position).to_numpy())
+        task = st.task_index(probed.tasks, probed.emb)
+        predicted = self.predict_outcomes(probed)[0][:, columns]
         effect = probe_rows[s.EFFECT].to_numpy(dtype=float)
         shape = ProbeMap.fit(others, predicted, effect, reference.mean(axis=0))
         threshold = self.config.onboarding.level_threshold
         st.probe_maps[name] = ProbeMap.levels(shape, predicted, effect, task, len(st.task_names), components, threshold)
-
-    def _observed(self, rows: np.ndarray) -> np.ndarray:
-        """Mean logged effect of each LLM on the given reference query rows, NaN where none. Shapes: → (n, L)."""
-        st = self.state
-        frame = st.tables.frame
-        rated = frame[frame[s.EFFECT].notna() & frame["q"].isin(rows)]
-        position = np.full(len(st.tables.queries), -1)
-        position[rows] = np.arange(len(rows))
-        sums, counts = np.zeros((len(rows), len(st.llms))), np.zeros((len(rows), len(st.llms)))
-        cells = (position[rated["q"].to_numpy()], rated["l"].to_numpy())
-        np.add.at(sums, cells, rated[s.EFFECT].to_numpy(dtype=float))
-        np.add.at(counts, cells, 1.0)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
     def disable_llm(self, name: str, disabled: bool = True) -> Self:
         """Stop (or, with disabled=False, resume) routing to an LLM; its history stays in the graph."""
