@@ -91,15 +91,8 @@ class TaskBestRouter(_CatalogCost):
     def _learn(self, train: LogTables, val: LogTables) -> None:
         self._fit_cost(train)
         both = train.concat(val)
-        matrix = both.outcome_matrix(len(self.state.llms))
-        tasks = np.array(self.state.task_index(both.queries.tasks, both.queries.emb))
-        overall = column_means(matrix, 0.0)
-        self.table_ = np.stack(
-            [
-                column_means(matrix[tasks == t], overall) if (tasks == t).any() else overall
-                for t in range(len(self.state.task_names))
-            ]
-        )
+        tasks = self.state.task_index(both.queries.tasks, both.queries.emb)
+        self.table_ = both.task_means(len(self.state.llms), tasks, len(self.state.task_names), fill=0.0)
 
     def _predict(self, batch: QueryBatch) -> tuple[np.ndarray, np.ndarray]:
         return self.table_[self.state.task_index(batch.tasks, batch.emb)], self._cost(batch)

@@ -85,6 +85,14 @@ class ModelConfig(_Strict):
     hidden_channels: int = Field(default=64, gt=0, description="Width of every node state.")
     num_layers: int = Field(default=2, ge=1, le=6, description="Message-passing rounds of the node encoder.")
     dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout on node states.")
+    fallback: Literal["overall", "task"] = Field(
+        default="overall",
+        description="What the predicted differences between LLMs fall back to where validation does not confirm "
+        "them: 'overall' each LLM's mean over the log (the best single LLM's ranking); 'task' its mean on the "
+        "query's task, kept or dropped apart from the rest (the best LLM per task's ranking, then the best single "
+        "LLM's). 'task' helps on logs with two outcomes per query whose per-query signal is noise "
+        "(docs/benchmarks.md).",
+    )
 
 
 class TrainConfig(_Strict):

@@ -27,6 +27,7 @@ from graphroute.features import llm_features, query_features, task_features, use
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
 from graphroute.nn.model import RouterGNN
+from graphroute.nn.pairs import PRIOR_COUNT
 from graphroute.onboarding import FeedbackQueue
 from graphroute.prior import fit_task_prior
 from graphroute.probes import AVERAGE_SAMPLE, MIN_PROBES, ProbeMap, level_components
@@ -62,12 +63,14 @@ class QueryInputs:
 @dataclass
 class ModelPass:
     """What one pass of the model gives before any post-processing: effect and cost of every (query, LLM), each
-    query's task node, and (when asked) the evidence counts behind each pair. Shapes: (N, L); task (N,)."""
+    query's task node and how far its table was read, and (when asked) the evidence counts behind each pair.
+    Shapes: (N, L); task, task_share (N,)."""
 
     effect: np.ndarray
     cost: np.ndarray
     task: np.ndarray
     support: tuple[np.ndarray, np.ndarray] | None
+    task_share: np.ndarray  # (N,): how far each query's task evidence is its task's table (below 1: unseen task)
 
 
 def member_similarities(base: FittedState, train: LogTables) -> np.ndarray:
@@ -153,7 +156,12 @@ class Router(BaseRouter[GNNState]):
                 tables=tables,
                 graph=HeteroData(),
                 interval_calibration=calibration,
-                fallback=fallback.rebased(base.llm_names, tables.llm_means(len(base.llms))),
+                fallback=fallback.rebased(
+                    base.llm_names,
+                    tables.llm_means(len(base.llms)),
+                    base.task_names,
+                    _task_means(base, tables) if fallback.task_means else None,
+                ),
             )
             state.graph = reference_graph(state, features, tables, k, state.neighbors(k))
             self.feedback = FeedbackQueue()
@@ -184,7 +192,14 @@ class Router(BaseRouter[GNNState]):
         try:
             observed = val.outcome_matrix(len(base.llms))
             raw = self._model_pass(val.queries, spread=True)
-            fallback = ThinEvidenceFallback.fit(base.llm_names, train.llm_means(len(base.llms)), raw.effect, observed)
+            means = train.llm_means(len(base.llms))
+            if self.config.model.fallback == "task":
+                table = _task_means(base, train)
+                anchor = raw.task_share[:, None] * table[raw.task] + (1.0 - raw.task_share[:, None]) * means
+                fallback = ThinEvidenceFallback.fit(base.llm_names, means, raw.effect, observed, anchor)
+                fallback = fallback.rebased(base.llm_names, means, base.task_names, table)
+            else:
+                fallback = ThinEvidenceFallback.fit(base.llm_names, means, raw.effect, observed)
             self._state.fallback = fallback
             effect, _, spread = self._adjusted(raw)  # the intervals of the predictions the router will make
             assert spread is not None
@@ -270,7 +285,7 @@ class Router(BaseRouter[GNNState]):
     def _model_pass(self, batch: QueryBatch, spread: bool) -> ModelPass:
         st = self.state
         cache = self._inference_cache()
-        effects, costs, tasks, supports = [], [], [], []
+        effects, costs, tasks, shares, supports = [], [], [], [], []
         for start in range(0, len(batch), PREDICT_CHUNK):
             part = batch.take(slice(start, start + PREDICT_CHUNK))
             inputs = self._query_inputs(part)
@@ -285,6 +300,8 @@ class Router(BaseRouter[GNNState]):
             )
             effects.append(torch.sigmoid(logit).numpy())
             tasks.append(inputs.task.numpy())
+            overall = inputs.overall_weight
+            shares.append(np.ones(len(part)) if overall is None else 1.0 - overall.numpy())
             costs.append(st.features.cost_usd(cost_z.numpy()))
             if spread:
                 supports.append(cache.support(inputs.task, inputs.neighbors))
@@ -296,6 +313,7 @@ class Router(BaseRouter[GNNState]):
             np.concatenate(costs).astype(float),
             np.concatenate(tasks),
             support,
+            np.concatenate(shares).astype(float),
         )
 
     def _adjusted(self, raw: ModelPass) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -303,7 +321,7 @@ class Router(BaseRouter[GNNState]):
         its cost, and the evidence spread of that effect when the pass kept the evidence counts."""
         st, effect = self.state, raw.effect
         names = st.llm_names
-        st.fallback.apply(effect, names)
+        st.fallback.apply(effect, names, raw.task, st.task_names, raw.task_share)
         for name, borrowed in st.probe_maps.items():  # in onboarding order, as they were fitted
             borrowed.apply(effect, names, names.index(name), raw.task)
         for name, prior in st.task_priors.items():
@@ -600,3 +618,10 @@ class Router(BaseRouter[GNNState]):
         router = cls(config)
         router._state = state
         return router
+
+
+def _task_means(state: FittedState, tables: LogTables) -> np.ndarray:
+    """Each LLM's mean per task of ``tables``, pulled towards its overall mean as the pair evidence pulls it (the
+    fallback's task part). Shapes: → (T, L)."""
+    tasks = state.task_index(tables.queries.tasks, tables.queries.emb)
+    return tables.task_means(len(state.llms), tasks, len(state.task_names), PRIOR_COUNT)

@@ -12,6 +12,7 @@ import pytest
 from graphroute import LLMProfile, Router, RouterConfig
 from graphroute.baselines import ROUTERS
 from graphroute.explain import EFFECT_TERMS, Explanation
+from graphroute.fallback import ThinEvidenceFallback
 from graphroute.graph.knn import nearest_neighbors
 
 QUERY = "Solve for x: 12x + 5 = 41."
@@ -34,9 +35,15 @@ def test_gnn_parts_add_up_to_the_prediction(fitted_router: Router) -> None:
         assert r.effect_terms is not None and r.effect_logit is not None
         assert list(r.effect_terms) == list(EFFECT_TERMS)
         assert sum(r.effect_terms.values()) == pytest.approx(r.effect_logit, abs=1e-5)
-        assert abs(r.probe_shift) < 1e-6  # no onboarded LLM: the sigmoid of the logit is the effect
+        assert r.effect == pytest.approx(1.0 / (1.0 + np.exp(-r.effect_logit)) + r.probe_shift, abs=1e-6)
     affinity = np.array([r.affinity for r in explanation.ranking])
     assert np.abs(affinity).max() > 0  # user001's fitted affinities are part of the utility
+    fitted = fitted_router.state.fallback
+    fitted_router.state.fallback = ThinEvidenceFallback()
+    try:  # no onboarded LLM and no fallback: the sigmoid of the logit is the effect
+        assert all(abs(r.probe_shift) < 1e-6 for r in fitted_router.explain(QUERY, user_id="user001").ranking)
+    finally:
+        fitted_router.state.fallback = fitted
 
 
 def test_probe_shift_of_an_onboarded_llm(fitted_router: Router, tmp_path: Path) -> None:

@@ -32,7 +32,10 @@ def full_graph_predictions(router: Router, queries: list[str], users: list[str])
         torch.as_tensor(st.user_index(batch.user_ids)).repeat_interleave(n_llms),
         torch.as_tensor(st.features.cost_z(batch.base_cost).reshape(-1), dtype=torch.float32),
     )
-    return torch.sigmoid(logit).view(n, n_llms).numpy()
+    effect = torch.sigmoid(logit).view(n, n_llms).numpy().astype(float)
+    # the fitted fallback applies after the model in both paths
+    st.fallback.apply(effect, st.llm_names, st.task_index(batch.tasks, batch.emb), st.task_names)
+    return effect
 
 
 def test_cached_inference_equals_the_full_graph_pass(fitted_router: Router) -> None:

@@ -87,6 +87,23 @@ class LogTables:
         where it answered none. Shapes: → (L,)."""
         return column_means(self.outcome_matrix(n_llms), fill)
 
+    def task_means(
+        self, n_llms: int, tasks: np.ndarray, n_tasks: int, prior_count: float = 0.0, fill: float = np.nan
+    ) -> np.ndarray:
+        """Each LLM's mean effect per task, pulled towards its overall mean by ``prior_count`` pseudo-outcomes;
+        its overall mean where the task has none, ``fill`` where it answered nothing. ``tasks`` (N,): the task
+        index of each query. Shapes: → (T, L)."""
+        matrix = self.outcome_matrix(n_llms)
+        overall = column_means(matrix, fill)
+        seen = ~np.isnan(matrix)
+        table = np.empty((n_tasks, n_llms))
+        for t in range(n_tasks):
+            rows = tasks == t
+            count, total = seen[rows].sum(axis=0), np.nansum(matrix[rows], axis=0)
+            weight = count + prior_count
+            table[t] = np.where(weight > 0, (total + prior_count * overall) / np.maximum(weight, 1e-12), overall)
+        return table
+
     def outcome_matrix(self, n_llms: int, column: str = s.EFFECT) -> np.ndarray:
         """Mean observed value per (query, LLM); NaN where unobserved. Shapes: → (N, L)."""
         out = np.full((len(self.query_ids), n_llms), np.nan)
