@@ -3,7 +3,7 @@
 A ranking's utility is alpha·effect − (1−alpha)·ĉ + the user's affinity; the GNN's effect is the sigmoid of a logit
 that is a sum of named evidence (this LLM on similar past queries, on same-task neighbours, on the task, for this
 user, overall) plus a residual; after it, an onboarded LLM's probe map and, on a thin log, the fallback towards
-the LLMs' task and overall means add a shift. An ``Explanation`` gives each of these numbers as the model computed
+the LLMs' overall (or per-task) means add a shift. An ``Explanation`` gives each of these numbers as the model computed
 them, so the parts sum to the whole (a test checks it), and the past queries the model read as neighbours, with
 their logged outcomes.
 """
