@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policies",
         nargs="*",
-        choices=["full-info", "greedy", "epsilon", "thompson", "linucb", "uniform"],
+        choices=["full-info", "greedy", "epsilon", "thompson", "ucb", "linucb", "uniform"],
         help="online: the policies to run (default: all).",
     )
     p.add_argument(

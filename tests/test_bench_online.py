@@ -32,6 +32,7 @@ def test_online_protocol_on_demo_logs(fast_config: RouterConfig, tmp_path: Path)
     by = {r["policy"]: r["checkpoints"][-1] for r in runs}
     assert by["greedy"]["explored_share"] == 0.0 and by["uniform"]["explored_share"] == 1.0
     assert by["thompson"]["explored_share"] > 0 and by["epsilon"]["explored_share"] > 0
+    assert by["ucb"]["explored_share"] > 0
     assert by["uniform"]["regret"] > by["greedy"]["regret"]
     summary = results["sets"]["demo"]["summary"]
     assert [row["policy"] for row in summary] == list(POLICIES)

@@ -9,7 +9,7 @@ for that query. Policies, all on the same stream and retrain schedule:
 
 - ``full-info``: every LLM's outcome of each streamed query is revealed (the upper bound);
 - ``greedy``: the GNN, no exploration;
-- ``epsilon``, ``thompson``: the GNN exploring under a utility budget (``graphroute.exploration``);
+- ``epsilon``, ``thompson``, ``ucb``: the GNN exploring under a utility budget (``graphroute.exploration``);
 - ``linucb``: LinUCB on the query embedding with a cost-aware reward (the standard bandit baseline);
 - ``uniform``: a uniformly random LLM per query (random logging), the GNN fitted on that log.
 """
@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from graphroute.schema import LLMProfile, RouteRequest
 
 logger = logging.getLogger(__name__)
 FULL = "full-info"
-POLICIES = (FULL, "greedy", "epsilon", "thompson", "linucb", "uniform")
+POLICIES = (FULL, "greedy", "epsilon", "thompson", "linucb", "uniform", "ucb")
 SEEDS = (0, 1, 2)
 
 
@@ -62,9 +62,9 @@ class OnlineSetup:
     onboard: str | None = None
 
     def exploration(self, policy: str, seed: int) -> ExplorationConfig:
-        if policy in ("epsilon", "thompson"):
+        if policy in ("epsilon", "thompson", "ucb"):
             return ExplorationConfig(
-                method="epsilon" if policy == "epsilon" else "thompson",
+                method=cast(Literal["epsilon", "thompson", "ucb"], policy),
                 budget=self.budget,
                 max_share=self.max_share,
                 seed=seed,
