@@ -96,15 +96,13 @@ class ThinEvidenceFallback:
         if len(cols) < 2:
             return
         means = np.array([self.means[names[i]] for i in cols])
-        anchor = np.broadcast_to(means, (len(effect), len(cols))).copy()
+        rows = np.broadcast_to(means, (len(effect), len(cols))).copy()
         if task is not None and self.task_means:
             for t in np.unique(task):
                 row = self.task_means.get(task_names[t]) if 0 <= t < len(task_names) else None
                 if row is not None:
-                    anchor[task == t] = [row.get(names[i], m) for i, m in zip(cols, means, strict=True)]
-        part = anchor - means  # the task part of each LLM's deviation from its mean
-        if task_share is not None:
-            part *= task_share[:, None]
+                    rows[task == t] = [row.get(names[i], m) for i, m in zip(cols, means, strict=True)]
+        part = task_anchor(means, rows, task_share) - means  # the task part of each LLM's deviation from its mean
         rest = effect[:, cols] - means - part
         level = part.mean(axis=1, keepdims=True) + rest.mean(axis=1, keepdims=True)
         kept = task_weight * (part - part.mean(axis=1, keepdims=True)) + self.weight * (
@@ -129,6 +127,12 @@ class ThinEvidenceFallback:
             None if task_weight is None else float(task_weight),
             {str(t): {str(k): float(v) for k, v in row.items()} for t, row in raw.get("task_means", {}).items()},
         )
+
+
+def task_anchor(means: np.ndarray, rows: np.ndarray, share: np.ndarray | None) -> np.ndarray:
+    """Each query's task means, read only as far as its task evidence reads its task's table (``share``; the rest
+    is the overall means): what the fallback's task part is measured from. Shapes: (L,), (N, L), (N,) → (N, L)."""
+    return rows if share is None else means + share[:, None] * (rows - means)
 
 
 def _slopes(target: np.ndarray, features: np.ndarray) -> np.ndarray:

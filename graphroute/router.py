@@ -22,7 +22,7 @@ from graphroute.data.tables import LogTables, QueryBatch
 from graphroute.encoders import TextEncoder
 from graphroute.errors import DataValidationError
 from graphroute.explain import NEIGHBOURS_SHOWN, Neighbour
-from graphroute.fallback import ThinEvidenceFallback
+from graphroute.fallback import ThinEvidenceFallback, task_anchor
 from graphroute.features import llm_features, query_features, task_features, user_features
 from graphroute.graph.knn import nearest_neighbors
 from graphroute.inference import InferenceCache
@@ -195,7 +195,7 @@ class Router(BaseRouter[GNNState]):
             means = train.llm_means(len(base.llms))
             if self.config.model.fallback == "task":
                 table = _task_means(base, train)
-                anchor = raw.task_share[:, None] * table[raw.task] + (1.0 - raw.task_share[:, None]) * means
+                anchor = task_anchor(means, table[raw.task], raw.task_share)
                 fallback = ThinEvidenceFallback.fit(base.llm_names, means, raw.effect, observed, anchor)
                 fallback = fallback.rebased(base.llm_names, means, base.task_names, table)
             else:

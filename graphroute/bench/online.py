@@ -42,6 +42,7 @@ from graphroute.schema import LLMProfile, RouteRequest
 
 logger = logging.getLogger(__name__)
 FULL = "full-info"
+# a policy's position seeds its random draws: new policies go last, so the others' runs stay as they were
 POLICIES = (FULL, "greedy", "epsilon", "thompson", "linucb", "uniform", "ucb")
 SEEDS = (0, 1, 2)
 
